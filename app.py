@@ -1,0 +1,297 @@
+"""IoT Playground API: routes only. Each parses its request and delegates to chalicelib."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from chalice.app import Chalice, CORSConfig, Rate, Request, Response
+
+from chalicelib import clock, deps, params
+from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
+from chalicelib.ingest import parse_readings, store
+from chalicelib.logs import logger
+from chalicelib.pagination import decode_token, encode_token, fingerprint
+from chalicelib.readings import ReadingQuery
+from chalicelib.schemas import (
+    RUN_ID_RE,
+    RUN_STATUSES,
+    FinishRunRequest,
+    ReadingIn,
+    ReadingsBody,
+    RunParams,
+    StartRunRequest,
+    convert,
+    decode,
+    encode,
+)
+from chalicelib.settings import get_settings
+from chalicelib.views import reading_view, run_view
+
+app = Chalice(app_name="iot-playground")
+app.api.cors = CORSConfig(
+    allow_origin=get_settings().cors_origin,
+    allow_headers=["X-User", "X-Run-Id"],
+    max_age=600,
+)
+
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+
+
+def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=encode(body),
+        status_code=status_code,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def route(*paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200) -> Callable[..., Any]:
+    """`app.route` for JSON views: ApiError becomes its JSON answer, anything
+    unexpected a logged 500 without a stack trace in the body."""
+
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def handler(**kwargs: Any) -> Response:
+            try:
+                result = view(**kwargs)
+            except ApiError as error:
+                if error.status_code >= 500:
+                    logger.error(error.message, extra={"error": error.code})
+                else:
+                    logger.warning(error.message, extra={"error": error.code, "status": error.status_code})
+                return json_response(error.body(), error.status_code)
+            except Exception as error:
+                code = getattr(error, "response", {}).get("Error", {}).get("Code")
+                if code in _THROTTLED:
+                    logger.warning("DynamoDB throttled the request", extra={"error": code})
+                    return json_response(Unavailable("busy, retry shortly").body(), 503, {"Retry-After": "1"})
+                logger.exception("unhandled error")
+                return json_response({"error": "InternalError", "message": "internal error"}, 500)
+            return result if isinstance(result, Response) else json_response(result, status)
+
+        for path in paths:
+            app.route(path, methods=list(methods), content_types=["application/json", "text/plain"])(handler)
+        return handler
+
+    return register
+
+
+def _request() -> Request:
+    request = _request()
+    assert request is not None  # set by Chalice for every HTTP invocation
+    return request
+
+
+def _query() -> Mapping[str, str]:
+    return _request().query_params or {}
+
+
+def _body() -> bytes:
+    raw = _request().raw_body
+    return raw.encode() if isinstance(raw, str) else (raw or b"")
+
+
+# ---- health ----------------------------------------------------------------
+
+
+@route("/api/health")
+def health() -> dict[str, str]:
+    settings = get_settings()
+    return {"status": "ok", "stage": settings.stage, "version": settings.version}
+
+
+# ---- runs ------------------------------------------------------------------
+
+
+@route("/api/runs/can-start")
+def can_start() -> dict[str, Any]:
+    settings = get_settings()
+    runs = deps.run_repository()
+    running = runs.count_running()
+    if running >= runs.max_concurrent_runs:
+        # A full house may be holding slots for abandoned runs: time those out first.
+        _, timed_out = runs.sweep_running(settings.run_grace_seconds)
+        if timed_out:
+            running = runs.count_running()
+    available = max(0, runs.max_concurrent_runs - running)
+    return {
+        "canStart": available > 0,
+        "currentRunning": running,
+        "maxAllowed": runs.max_concurrent_runs,
+        "available": available,
+    }
+
+
+@route("/api/runs/start", methods=("POST",), status=201)
+def start_run() -> Any:
+    request: StartRunRequest = decode(_body(), StartRunRequest)
+    fields = (
+        request.params
+        if request.params is not None
+        else {
+            "sensorIds": request.sensorIds,
+            "duration": request.duration,
+            "interval": request.interval,
+        }
+    )
+    run_params = convert({k: v for k, v in fields.items() if v is not None}, RunParams, what="run parameters")
+    sensor_ids = [str(s) for s in run_params.sensorIds]
+    if len(set(sensor_ids)) != len(sensor_ids):
+        raise ValidationFailed("sensorIds must not repeat")
+    user = params.user_header(_request().headers)
+    run = deps.run_repository().start(
+        username=user, sensor_ids=sensor_ids, duration=run_params.duration, interval=run_params.interval
+    )
+    deps.run_status_cache().remember(run)
+    logger.info("run started", extra={"runId": run.id, "user": user, "sensors": len(sensor_ids)})
+    return run_view(run, get_settings())
+
+
+@route("/api/runs")
+def list_runs() -> dict[str, Any]:
+    query = _query()
+    limit = params.int_param(query, "limit", default=20, low=1, high=100)
+    status = params.choice_param(query, "status", RUN_STATUSES, None)
+    user = params.user_value(query.get("user"))
+    secret = get_settings().token_secret
+    scope = fingerprint("runs", status, user)
+    start_key = decode_token(params.first_param(query, "nextKey", "lastKey"), scope, secret)
+    page = deps.run_repository().page(limit=limit, start_key=start_key, status=status, user=user)
+    settings = get_settings()
+    items = [run_view(run, settings) for run in page.runs]
+    return {"items": items, "count": len(items), "nextKey": encode_token(page.last_key, scope, secret)}
+
+
+@route("/api/runs/all")
+def all_runs() -> list[Any]:
+    settings = get_settings()
+    return [run_view(run, settings) for run in deps.run_repository().iter_all()]
+
+
+@route("/api/runs/running")
+def running_runs() -> list[Any]:
+    settings = get_settings()
+    running, timed_out = deps.run_repository().sweep_running(settings.run_grace_seconds)
+    _log_timeouts(timed_out)
+    return [run_view(run, settings) for run in running]
+
+
+@route("/api/runs/interrupt-all", methods=("POST",))
+def interrupt_all() -> dict[str, Any]:
+    runs = deps.run_repository()
+    cache = deps.run_status_cache()
+    interrupted = 0
+    for run in list(runs.iter_all(status="RUNNING")):
+        try:
+            runs.end(run.id, "INTERRUPTED", "interrupted by interrupt-all")
+        except ApiError:
+            continue  # ended meanwhile by someone else
+        cache.forget(run.id)
+        interrupted += 1
+        logger.info("run interrupted", extra={"runId": run.id, "user": run.username})
+    return {
+        "interrupted": interrupted,
+        "message": f"{interrupted} running run(s) interrupted",
+        "timestamp": clock.format_ms(clock.now_ms()),
+    }
+
+
+@route("/api/runs/{run_id}")
+def get_run(run_id: str) -> Any:
+    run = deps.run_repository().get(run_id) if RUN_ID_RE.match(run_id) else None
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run_view(run, get_settings())
+
+
+@route("/api/runs/{run_id}/finish", methods=("POST",))
+def finish_run(run_id: str) -> Any:
+    raw = _body()
+    request = decode(raw, FinishRunRequest) if raw.strip() else FinishRunRequest()
+    status = request.status.upper()
+    if status == "COMPLETED":
+        status = "SUCCESS"
+    if status not in ("SUCCESS", "FAILED"):
+        raise ValidationFailed("status must be SUCCESS, COMPLETED or FAILED")
+    message = request.errorMessage if request.errorMessage is not None else request.message
+    if not RUN_ID_RE.match(run_id):
+        raise NotFound(f"run {run_id} not found")
+    run = deps.run_repository().end(run_id.lower(), status, message if status == "FAILED" else None)
+    deps.run_status_cache().forget(run.id)
+    logger.info("run finished", extra={"runId": run.id, "user": run.username, "status": status})
+    return run_view(run, get_settings())
+
+
+# ---- sensor readings -----------------------------------------------------
+
+
+@route("/api/sensors/data", "/sensors/data", methods=("POST",), status=201)
+def post_readings() -> Any:
+    request = _request()
+    user = params.user_header(request.headers)
+    header_run_id = params.run_id_value(request.headers.get("x-run-id"), source="X-Run-Id")
+    body: ReadingIn | list[ReadingIn] = decode(_body(), ReadingsBody)
+    ingested = parse_readings(body, user=user, header_run_id=header_run_id, received_ms=clock.now_ms())
+    stored = store(ingested, deps.reading_repository(), deps.run_status_cache())
+    if ingested.single:
+        return reading_view(ingested.readings[0])
+    return {"ingested": stored}
+
+
+@route("/api/sensors/data", "/sensors/data")
+def get_readings() -> dict[str, Any]:
+    query = _query()
+    reading_query = ReadingQuery(
+        run_id=params.run_id_value(query.get("runId"), source="runId"),
+        sensor_id=params.sensor_id_value(query.get("sensorId")),
+        type=params.type_value(query.get("type")),
+        from_ms=params.timestamp_value(params.first_param(query, "from", "startDate"), name="from"),
+        to_ms=params.timestamp_value(params.first_param(query, "to", "endDate"), name="to"),
+        order="asc" if params.choice_param(query, "order", ("asc", "desc"), "desc") == "asc" else "desc",
+    )
+    if reading_query.run_id is None and reading_query.sensor_id is None:
+        raise ValidationFailed("runId or sensorId is required")
+    limit = params.int_param(query, "limit", default=100, low=1, high=1000)
+    secret = get_settings().token_secret
+    scope = fingerprint(
+        "readings",
+        reading_query.run_id,
+        reading_query.sensor_id,
+        reading_query.type,
+        reading_query.from_ms,
+        reading_query.to_ms,
+        reading_query.order,
+    )
+    start_key = decode_token(params.first_param(query, "nextKey", "lastKey"), scope, secret)
+    page = deps.reading_repository().query(reading_query, limit=limit, start_key=start_key)
+    items = [reading_view(r) for r in page.readings]
+    return {"items": items, "count": len(items), "nextKey": encode_token(page.last_key, scope, secret)}
+
+
+# ---- routes the frontend calls that belong to other services --------------
+
+
+@route("/infra/latest-deployment")
+def latest_deployment() -> None:
+    # The infrastructure manager answers this; from here, 404 means "no deployment".
+    raise NotFound("no deployment information on this API")
+
+
+# ---- scheduled -------------------------------------------------------------
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def time_out_orphaned_runs(event: Any) -> dict[str, int]:
+    settings = get_settings()
+    _, timed_out = deps.run_repository().sweep_running(settings.run_grace_seconds)
+    _log_timeouts(timed_out)
+    return {"timedOut": len(timed_out)}
+
+
+def _log_timeouts(timed_out: list[Any]) -> None:
+    cache = deps.run_status_cache()
+    for run in timed_out:
+        cache.forget(run.id)
+        logger.info("run timed out", extra={"runId": run.id, "user": run.username})

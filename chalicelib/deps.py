@@ -1,0 +1,39 @@
+"""Lazy accessors: each repository is built on first use, once per container."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from chalicelib.aws import dynamodb_client
+from chalicelib.readings import ReadingRepository
+from chalicelib.run_status import RunStatusCache
+from chalicelib.runs import RunRepository
+from chalicelib.settings import get_settings
+
+
+@cache
+def run_repository() -> RunRepository:
+    settings = get_settings()
+    return RunRepository(dynamodb_client(), settings.runs_table, settings.max_concurrent_runs)
+
+
+@cache
+def reading_repository() -> ReadingRepository:
+    settings = get_settings()
+    return ReadingRepository(dynamodb_client(), settings.readings_table, settings.reading_ttl_days)
+
+
+@cache
+def run_status_cache() -> RunStatusCache:
+    settings = get_settings()
+    return RunStatusCache(
+        run_repository(),
+        ttl_seconds=settings.run_status_cache_seconds,
+        grace_seconds=settings.run_grace_seconds,
+    )
+
+
+def reset() -> None:
+    """Forget every cached client and repository (tests switch settings between cases)."""
+    for accessor in (run_repository, reading_repository, run_status_cache, dynamodb_client, get_settings):
+        accessor.cache_clear()

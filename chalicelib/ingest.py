@@ -1,0 +1,74 @@
+"""Sensor readings from request body to table and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib import clock, metrics
+from chalicelib.errors import ValidationFailed
+from chalicelib.params import run_id_value, timestamp_value
+from chalicelib.readings import Reading, ReadingRepository
+from chalicelib.run_status import RunStatusCache
+from chalicelib.schemas import DEFAULT_READING_TYPE, MEASUREMENT_FIELDS, ReadingIn
+
+# DynamoDB numbers cannot be closer to zero than 1e-130; nothing a sensor sends is.
+_SMALLEST_MAGNITUDE = 1e-100
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    readings: list[Reading]
+    single: bool  # the request was one `{sensorId, reading}` object
+
+
+def parse_readings(
+    body: ReadingIn | list[ReadingIn], *, user: str, header_run_id: str | None, received_ms: int
+) -> Ingested:
+    items = body if isinstance(body, list) else [body]
+    readings: list[Reading] = []
+    for position, item in enumerate(items):
+        where = f"$[{position}]" if isinstance(body, list) else "$"
+        readings.extend(_readings_of(item, where, user, header_run_id, received_ms))
+    single = not isinstance(body, list) and body.reading is not None
+    return Ingested(readings, single)
+
+
+def _readings_of(
+    item: ReadingIn, where: str, user: str, header_run_id: str | None, received_ms: int
+) -> list[Reading]:
+    run_id = run_id_value(item.runId, source=f"{where}.runId") if item.runId else header_run_id
+    timestamp = timestamp_value(item.timestamp, name=f"{where}.timestamp")
+    at = received_ms if timestamp is None else timestamp
+    sensor_id = str(item.sensorId)
+    measured = [(name, getattr(item, name)) for name in MEASUREMENT_FIELDS if getattr(item, name) is not None]
+    if item.reading is not None and measured:
+        raise ValidationFailed(
+            f"{where}: send either `reading` (with `type`) or measurement fields, not both"
+        )
+    if item.reading is not None:
+        measured = [(item.type or DEFAULT_READING_TYPE, item.reading)]
+    elif item.type is not None:
+        raise ValidationFailed(f"{where}: `type` goes with `reading`, which is missing")
+    if not measured:
+        raise ValidationFailed(
+            f"{where}: a reading needs `reading` or at least one of {', '.join(MEASUREMENT_FIELDS)}"
+        )
+    for name, value in measured:
+        if value != 0 and abs(value) < _SMALLEST_MAGNITUDE:
+            raise ValidationFailed(f"{where}: {name} {value!r} is too close to zero to store")
+    return [Reading(sensor_id, kind, float(value), at, run_id, user) for kind, value in measured]
+
+
+def store(ingested: Ingested, repository: ReadingRepository, runs: RunStatusCache) -> int:
+    """Check the runs, write the readings, publish their metrics; returns how many were stored."""
+    for run_id in sorted({r.run_id for r in ingested.readings if r.run_id}):
+        runs.require_running(run_id)
+    if len(ingested.readings) == 1:
+        repository.put(ingested.readings[0])
+    else:
+        repository.put_many(ingested.readings)
+    metrics.publish(
+        (metrics.MeasuredReading(r.sensor_id, r.user, r.run_id, r.type, r.value) for r in ingested.readings),
+        clock.now_ms(),
+    )
+    return len(ingested.readings)

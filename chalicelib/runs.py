@@ -1,0 +1,352 @@
+"""Run repository: every state change is a DynamoDB transaction or conditional write.
+
+Invariant: the slot item's ``running`` equals the number of RUNNING runs and never
+exceeds the limit. Starting a run increments it in the same transaction that
+creates the run, conditioned on the limit; every way out of RUNNING (finish,
+interrupt, timeout) decrements it in the same transaction that changes the
+status, conditioned on the run still being RUNNING, so the slot comes back
+exactly once however many callers race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import clock
+from chalicelib.errors import NotFound, RunLimitReached, RunNotRunning, Unavailable
+from chalicelib.pagination import AttributeMap
+from chalicelib.tables import (
+    RUN_ENTITY,
+    RUN_SLOTS_ID,
+    RUNS_BY_START_INDEX,
+    RUNS_BY_STATUS_INDEX,
+    RUNS_BY_USER_INDEX,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+RUNNING = "RUNNING"
+TERMINAL_STATUSES = ("SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT")
+_TRANSACTION_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    username: str
+    status: str
+    started_ms: int
+    duration: int
+    interval: int
+    sensor_ids: tuple[str, ...]
+    finished_ms: int | None = None
+    error_message: str | None = None
+
+    def deadline_ms(self, grace_seconds: int) -> int:
+        return self.started_ms + (self.duration + grace_seconds) * 1000
+
+    def is_overdue(self, grace_seconds: int, now_ms: int) -> bool:
+        return self.status == RUNNING and now_ms > self.deadline_ms(grace_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[Run]
+    last_key: AttributeMap | None
+
+
+def run_to_item(run: Run) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": {"S": run.id},
+        "entity": {"S": RUN_ENTITY},
+        "username": {"S": run.username},
+        "status": {"S": run.status},
+        "startedAt": {"S": clock.format_ms(run.started_ms)},
+        "duration": {"N": str(run.duration)},
+        "interval": {"N": str(run.interval)},
+        "sensorIds": {"L": [{"S": s} for s in run.sensor_ids]},
+    }
+    if run.finished_ms is not None:
+        item["finishedAt"] = {"S": clock.format_ms(run.finished_ms)}
+    if run.error_message is not None:
+        item["errorMessage"] = {"S": run.error_message}
+    return item
+
+
+def item_to_run(item: dict[str, Any]) -> Run:
+    finished = item.get("finishedAt")
+    error = item.get("errorMessage")
+    return Run(
+        id=item["id"]["S"],
+        username=item["username"]["S"],
+        status=item["status"]["S"],
+        started_ms=clock.parse_iso_ms(item["startedAt"]["S"]),
+        duration=int(item["duration"]["N"]),
+        interval=int(item["interval"]["N"]),
+        sensor_ids=tuple(v["S"] for v in item.get("sensorIds", {}).get("L", [])),
+        finished_ms=clock.parse_iso_ms(finished["S"]) if finished else None,
+        error_message=error["S"] if error else None,
+    )
+
+
+def _cancellation_codes(error: ClientError) -> list[str]:
+    reasons = error.response.get("CancellationReasons") or []
+    return [str(reason.get("Code") or "None") for reason in reasons]
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.5, 0.01 * 2**attempt) * random.random())
+
+
+class RunRepository:
+    def __init__(self, client: DynamoDBClient, table_name: str, max_concurrent_runs: int):
+        self._client = client
+        self._table = table_name
+        self._max = max_concurrent_runs
+
+    @property
+    def max_concurrent_runs(self) -> int:
+        return self._max
+
+    # ---- reads ------------------------------------------------------------
+
+    def count_running(self) -> int:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"id": {"S": RUN_SLOTS_ID}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return int(item["running"]["N"]) if item and "running" in item else 0
+
+    def get(self, run_id: str, *, consistent: bool = True) -> Run | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"id": {"S": run_id}}, ConsistentRead=consistent
+        )
+        item = response.get("Item")
+        if not item or "entity" not in item:
+            return None
+        return item_to_run(item)
+
+    def page(
+        self,
+        *,
+        limit: int,
+        start_key: AttributeMap | None = None,
+        status: str | None = None,
+        user: str | None = None,
+    ) -> RunPage:
+        """Newest first. Each filter picks the index whose key it is; both filters
+        query the user's runs and filter on status."""
+        names = {"#pk": "entity"}
+        values: dict[str, Any] = {":pk": {"S": RUN_ENTITY}}
+        index = RUNS_BY_START_INDEX
+        filter_expression = None
+        if user is not None:
+            index, names["#pk"], values[":pk"] = RUNS_BY_USER_INDEX, "username", {"S": user}
+            if status is not None:
+                names["#status"] = "status"
+                values[":status"] = {"S": status}
+                filter_expression = "#status = :status"
+        elif status is not None:
+            index, names["#pk"], values[":pk"] = RUNS_BY_STATUS_INDEX, "status", {"S": status}
+
+        runs: list[Run] = []
+        key = start_key
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": index,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": False,
+                "Limit": limit - len(runs),
+            }
+            if filter_expression:
+                request["FilterExpression"] = filter_expression
+            if key:
+                request["ExclusiveStartKey"] = key
+            response = self._client.query(**request)
+            runs.extend(item_to_run(item) for item in response.get("Items", []))
+            key = response.get("LastEvaluatedKey")  # type: ignore[assignment]
+            if not key or len(runs) >= limit:
+                return RunPage(runs, key)
+
+    def iter_all(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Run]:
+        key: AttributeMap | None = None
+        while True:
+            page = self.page(limit=page_size, start_key=key, status=status)
+            yield from page.runs
+            if page.last_key is None:
+                return
+            key = page.last_key
+
+    # ---- state changes ----------------------------------------------------
+
+    def start(self, *, username: str, sensor_ids: list[str], duration: int, interval: int) -> Run:
+        run = Run(
+            id=str(uuid.uuid4()),
+            username=username,
+            status=RUNNING,
+            started_ms=clock.now_ms(),
+            duration=duration,
+            interval=interval,
+            sensor_ids=tuple(sensor_ids),
+        )
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"id": {"S": RUN_SLOTS_ID}},
+                    "UpdateExpression": "SET running = if_not_exists(running, :zero) + :one",
+                    "ConditionExpression": "attribute_not_exists(running) OR running < :max",
+                    "ExpressionAttributeValues": {
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                        ":max": {"N": str(self._max)},
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": run_to_item(run),
+                    "ConditionExpression": "attribute_not_exists(id)",
+                }
+            },
+        ]
+        codes = self._transact(items)
+        if codes is None:
+            return run
+        if codes[0] == "ConditionalCheckFailed":
+            running = self.count_running()
+            raise RunLimitReached(
+                f"{running}/{self._max} runs are running: no slot available",
+                extra={"currentRunning": running, "maxAllowed": self._max},
+            )
+        raise Unavailable("could not start the run, try again")
+
+    def end(self, run_id: str, status: str, error_message: str | None = None) -> Run:
+        """Move a RUNNING run to a terminal status and give its slot back.
+
+        NotFound if there is no such run; RunNotRunning if it already ended
+        (whoever ended it first gave the slot back)."""
+        now = clock.now_ms()
+        values: dict[str, Any] = {
+            ":new": {"S": status},
+            ":running": {"S": RUNNING},
+            ":finished": {"S": clock.format_ms(now)},
+        }
+        update = "SET #status = :new, finishedAt = :finished"
+        if error_message is not None:
+            update += ", errorMessage = :error"
+            values[":error"] = {"S": error_message}
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"id": {"S": run_id}},
+                    "UpdateExpression": update,
+                    "ConditionExpression": "attribute_exists(entity) AND #status = :running",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"id": {"S": RUN_SLOTS_ID}},
+                    "UpdateExpression": "ADD running :minus_one",
+                    "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                }
+            },
+        ]
+        codes = self._transact(items)
+        if codes is None:
+            run = self.get(run_id)
+            if run is None:  # pragma: no cover - the transaction just wrote it
+                raise NotFound(f"run {run_id} not found")
+            return run
+        if codes[0] == "ConditionalCheckFailed":
+            existing = self.get(run_id)
+            if existing is None:
+                raise NotFound(f"run {run_id} not found")
+            raise RunNotRunning(
+                f"run {run_id} is {existing.status}, not RUNNING",
+                extra={"status": existing.status},
+            )
+        raise Unavailable("could not end the run, try again")
+
+    def end_overdue(self, runs: list[Run], grace_seconds: int) -> tuple[list[Run], list[Run]]:
+        """Time out the overdue runs among `runs`; returns (still running, timed out)."""
+        now = clock.now_ms()
+        still_running: list[Run] = []
+        timed_out: list[Run] = []
+        for run in runs:
+            if not run.is_overdue(grace_seconds, now):
+                still_running.append(run)
+                continue
+            message = f"no finish within duration {run.duration}s + grace {grace_seconds}s"
+            # Someone else may have ended it meanwhile; it is no longer running either way.
+            with contextlib.suppress(RunNotRunning):
+                timed_out.append(self.end(run.id, "TIMEOUT", message))
+        return still_running, timed_out
+
+    def sweep_running(self, grace_seconds: int) -> tuple[list[Run], list[Run]]:
+        """All RUNNING runs, newest first, after timing out the overdue ones.
+
+        Returns (still running, timed out). Bounded by the run limit, not by history."""
+        return self.end_overdue(list(self.iter_all(status=RUNNING)), grace_seconds)
+
+    def put_imported(self, run: Run) -> bool:
+        """Write a run from another system unless it exists already. Returns True if written.
+
+        Imported runs must be terminal: a RUNNING import would hold no slot."""
+        if run.status == RUNNING:
+            run = replace(run, status="INTERRUPTED")
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=run_to_item(run),
+                ConditionExpression="attribute_not_exists(id)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _transact(self, items: list[dict[str, Any]]) -> list[str] | None:
+        """Run a transaction; None on success, else the per-item cancellation codes.
+
+        Concurrent transactions on the slot item conflict on DynamoDB; those are
+        retried with jittered backoff rather than reported."""
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                return None
+            except ClientError as error:
+                code = error.response["Error"]["Code"]
+                if code == "TransactionConflictException":
+                    _backoff(attempt)
+                    continue
+                if code != "TransactionCanceledException":
+                    raise
+                codes = _cancellation_codes(error)
+                if "ConditionalCheckFailed" in codes:
+                    return codes
+                if "TransactionConflict" in codes or "ThrottlingError" in codes:
+                    _backoff(attempt)
+                    continue
+                return codes
+        return ["TransactionConflict"]

@@ -1,0 +1,76 @@
+"""Runtime configuration, read once per container from environment variables.
+
+Every stage in `.chalice/config.json` sets these; the defaults are the ones a
+developer gets under `make run`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+from chalicelib.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    stage: str
+    version: str
+    runs_table: str
+    readings_table: str
+    max_concurrent_runs: int
+    run_grace_seconds: int
+    reading_ttl_days: int
+    run_status_cache_seconds: float
+    grafana_url: str
+    cors_origin: str
+    dynamodb_endpoint: str | None
+    token_secret: str
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+def load_settings() -> Settings:
+    stage = os.environ.get("STAGE", "local")
+    return Settings(
+        stage=stage,
+        version=os.environ.get("APP_VERSION", "0.1.0"),
+        runs_table=os.environ.get("RUNS_TABLE", f"iot-playground-runs-{stage}"),
+        readings_table=os.environ.get("READINGS_TABLE", f"iot-playground-readings-{stage}"),
+        max_concurrent_runs=_int("MAX_CONCURRENT_RUNS", 5, minimum=1),
+        run_grace_seconds=_int("RUN_GRACE_SECONDS", 120),
+        reading_ttl_days=_int("READING_TTL_DAYS", 30),
+        run_status_cache_seconds=_float("RUN_STATUS_CACHE_SECONDS", 2.0),
+        grafana_url=os.environ.get("GRAFANA_URL", "").rstrip("/"),
+        cors_origin=os.environ.get("CORS_ORIGIN", "*"),
+        dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
+        # Signs pagination tokens so a tampered token is refused, not queried.
+        token_secret=os.environ.get("PAGINATION_TOKEN_SECRET", "iot-playground-pagination"),
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    return load_settings()

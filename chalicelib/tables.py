@@ -1,0 +1,124 @@
+"""The DynamoDB tables: the one definition that tests, the local stack and the
+deployment templates are all generated from.
+
+Runs
+    One item per run, keyed by ``id``. A second kind of item, ``RUN_SLOTS_ID``,
+    holds the number of RUNNING runs; start/finish transactions move it, which is
+    how the global limit holds under concurrency. The three indexes are sparse
+    (the slot item carries none of their keys) and each serves one list.
+
+Readings
+    Key ``pk = "<runId or ->|<sensorId>"`` and ``sk = "<ISO timestamp>#<random>"``:
+    time-ordered per run and sensor, and two readings never share a key even in
+    the same millisecond. ``readings-by-run`` and ``readings-by-sensor`` serve the
+    queries that name only one of the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chalicelib.settings import Settings
+
+KeyType = Literal["S", "N", "B"]
+
+RUNS_BY_START_INDEX = "runs-by-start"
+RUNS_BY_STATUS_INDEX = "runs-by-status"
+RUNS_BY_USER_INDEX = "runs-by-user"
+READINGS_BY_RUN_INDEX = "readings-by-run"
+READINGS_BY_SENSOR_INDEX = "readings-by-sensor"
+
+# Partition value shared by all run items in RUNS_BY_START_INDEX (runs are few:
+# the whole history of the playground is one time-ordered list).
+RUN_ENTITY = "RUN"
+RUN_SLOTS_ID = "#running-slots"
+READING_TTL_ATTRIBUTE = "expiresAt"
+NO_RUN = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableDefinition:
+    """Logical name plus keys; the physical name comes from the stage settings."""
+
+    logical_name: Literal["runs", "readings"]
+    partition_key: str
+    sort_key: str | None
+    attribute_types: dict[str, KeyType]
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+
+    def table_name(self, settings: Settings) -> str:
+        return settings.runs_table if self.logical_name == "runs" else settings.readings_table
+
+    def key_schema(self) -> list[dict[str, str]]:
+        return _key_schema(self.partition_key, self.sort_key)
+
+    def attribute_definitions(self) -> list[dict[str, str]]:
+        used = {self.partition_key, self.sort_key}
+        for index in self.indexes:
+            used |= {index.partition_key, index.sort_key}
+        return [
+            {"AttributeName": name, "AttributeType": self.attribute_types[name]}
+            for name in sorted(n for n in used if n is not None)
+        ]
+
+    def create_table_request(self, table_name: str) -> dict[str, Any]:
+        """Arguments for DynamoDB CreateTable (on-demand billing)."""
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": self.key_schema(),
+            "AttributeDefinitions": self.attribute_definitions(),
+        }
+        if self.indexes:
+            request["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": _key_schema(index.partition_key, index.sort_key),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in self.indexes
+            ]
+        return request
+
+
+def _key_schema(partition_key: str, sort_key: str | None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": partition_key, "KeyType": "HASH"}]
+    if sort_key:
+        schema.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+    return schema
+
+
+RUNS = TableDefinition(
+    logical_name="runs",
+    partition_key="id",
+    sort_key=None,
+    attribute_types={"id": "S", "entity": "S", "status": "S", "username": "S", "startedAt": "S"},
+    indexes=(
+        Index(RUNS_BY_START_INDEX, "entity", "startedAt"),
+        Index(RUNS_BY_STATUS_INDEX, "status", "startedAt"),
+        Index(RUNS_BY_USER_INDEX, "username", "startedAt"),
+    ),
+)
+
+READINGS = TableDefinition(
+    logical_name="readings",
+    partition_key="pk",
+    sort_key="sk",
+    attribute_types={"pk": "S", "sk": "S", "runId": "S", "sensorId": "S"},
+    indexes=(
+        Index(READINGS_BY_RUN_INDEX, "runId", "sk"),
+        Index(READINGS_BY_SENSOR_INDEX, "sensorId", "sk"),
+    ),
+    ttl_attribute=READING_TTL_ATTRIBUTE,
+)
+
+ALL_TABLES: tuple[TableDefinition, ...] = (RUNS, READINGS)

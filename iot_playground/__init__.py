@@ -1,0 +1,1 @@
+"""Developer and operator tools around the IoT Playground API (not deployed to Lambda)."""

@@ -1,0 +1,162 @@
+"""`make run`: an embedded DynamoDB-compatible endpoint plus `chalice local`.
+
+The endpoint is moto's server on loopback. Its request handling is serialized
+behind a lock so that each DynamoDB call is atomic, as it is on the real
+service; the app's conditional writes and transactions then behave the same
+here as on AWS. `DYNAMODB_ENDPOINT` skips the embedded endpoint and uses
+another one (DynamoDB Local, or a real account's regional endpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def stage_environment(stage: str) -> dict[str, str]:
+    """The environment variables `.chalice/config.json` gives a stage."""
+    config = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())
+    env = dict(config.get("environment_variables", {}))
+    env.update(config["stages"][stage].get("environment_variables", {}))
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Serialized:
+    """WSGI wrapper: one request at a time, like one DynamoDB partition leader."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:
+    """Start moto's DynamoDB in a thread; returns (endpoint URL, stop)."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass  # the API's own log says what happened; per-call lines here are noise
+
+    app = _Serialized(create_backend_app("dynamodb"))
+    server = make_server(host, port or free_port(), app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="dynamodb", daemon=True)
+    thread.start()
+    return f"http://{host}:{server.server_port}", server.shutdown
+
+
+def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
+    import boto3
+
+    from chalicelib.settings import load_settings
+    from iot_playground.tables_admin import ensure_tables
+
+    previous = dict(os.environ)
+    os.environ.update(env)
+    try:
+        settings = load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+    client = boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return ensure_tables(client, settings)
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--stage", default="local")
+    parser.add_argument("--no-autoreload", action="store_true", help="do not restart on code changes")
+    args = parser.parse_args(argv)
+
+    env = {**LOCAL_CREDENTIALS, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    # The stage's settings, each overridable from the shell (MAX_CONCURRENT_RUNS=10 make run).
+    env.update({k: os.environ.get(k, v) for k, v in stage_environment(args.stage).items()})
+    endpoint = os.environ.get("DYNAMODB_ENDPOINT")
+    stop_dynamodb: Callable[[], None] = lambda: None  # noqa: E731
+    if not endpoint:
+        endpoint, stop_dynamodb = start_dynamodb()
+        print(f"embedded DynamoDB endpoint on {endpoint}", flush=True)
+    created = create_tables(endpoint, env)
+    print(f"tables ready ({'created ' + ', '.join(created) if created else 'already there'})", flush=True)
+
+    child_env = {**os.environ, **env, "DYNAMODB_ENDPOINT": endpoint}
+    command = [
+        str(Path(sys.executable).parent / "chalice"), "local",
+        "--stage", args.stage, "--host", args.host, "--port", str(args.port),
+    ]  # fmt: skip
+    if args.no_autoreload:
+        command.append("--no-autoreload")
+    chalice = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env)
+
+    def stop(*_: object) -> None:
+        if chalice.poll() is None:
+            chalice.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        wait_for_http(f"http://{args.host}:{args.port}/api/health", 60, chalice)
+        print(f"IoT Playground API on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+        return chalice.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+        try:
+            chalice.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            chalice.kill()
+        stop_dynamodb()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Shared fixtures.
+
+Unit tests: `aws` gives a moto-backed DynamoDB with the app's tables and fresh
+lazily-built repositories; `client` is a `chalice.test.Client` over the app.
+End-to-end tests: `local_stack` is the real `make run` stack (embedded DynamoDB
+plus `chalice local`) started as a subprocess; `LocalStack` starts one with
+other settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iot_playground.local_stack import free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# No test may reach a real AWS account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "STAGE": "test",
+        "RUNS_TABLE": "runs-test",
+        "READINGS_TABLE": "readings-test",
+    }
+)
+os.environ.pop("DYNAMODB_ENDPOINT", None)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from moto import mock_aws
+
+    from chalicelib import deps
+    from chalicelib.settings import get_settings
+    from iot_playground.tables_admin import ensure_tables
+
+    deps.reset()
+    with mock_aws():
+        from chalicelib.aws import dynamodb_client
+
+        ensure_tables(dynamodb_client(), get_settings())
+        yield
+    deps.reset()
+
+
+@pytest.fixture
+def client(aws: None) -> Iterator[object]:
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app) as chalice_client:
+        yield chalice_client
+
+
+class LocalStack:
+    """`python -m iot_playground.local_stack` on a free port, as `make run` starts it."""
+
+    def __init__(self, **env: str):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **env}
+        for name in ("STAGE", "RUNS_TABLE", "READINGS_TABLE", "AWS_SESSION_TOKEN"):
+            self._env.pop(name, None)  # the local stage's own settings apply
+        self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"local-stack-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LocalStack:
+        self._log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "iot_playground.local_stack", "--port", str(self.port), "--no-autoreload"],
+            cwd=ROOT,
+            env=self._env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_http(f"{self.base_url}/api/health", 90, self._process)
+        except Exception:
+            self.__exit__()
+            raise RuntimeError(f"local stack did not start:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGINT)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    with LocalStack() as stack:
+        yield stack
