@@ -79,7 +79,7 @@ def route(*paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200) -
 
 
 def _request() -> Request:
-    request = _request()
+    request = app.current_request
     assert request is not None  # set by Chalice for every HTTP invocation
     return request
 
@@ -126,6 +126,7 @@ def can_start() -> dict[str, Any]:
 
 @route("/api/runs/start", methods=("POST",), status=201)
 def start_run() -> Any:
+    user = params.user_header(_request().headers)
     request: StartRunRequest = decode(_body(), StartRunRequest)
     fields = (
         request.params
@@ -140,7 +141,6 @@ def start_run() -> Any:
     sensor_ids = [str(s) for s in run_params.sensorIds]
     if len(set(sensor_ids)) != len(sensor_ids):
         raise ValidationFailed("sensorIds must not repeat")
-    user = params.user_header(_request().headers)
     run = deps.run_repository().start(
         username=user, sensor_ids=sensor_ids, duration=run_params.duration, interval=run_params.interval
     )

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     child_env = {**os.environ, **env, "DYNAMODB_ENDPOINT": endpoint}
     command = [
-        str(Path(sys.executable).parent / "chalice"), "local",
+        sys.executable, "-m", "iot_playground.chalice_local",
         "--stage", args.stage, "--host", args.host, "--port", str(args.port),
     ]  # fmt: skip
     if args.no_autoreload:

@@ -1,0 +1,119 @@
+"""The run viewer: a single page, served by the API itself, for when Grafana is not there.
+
+`GET /` returns `assets/index.html`; the page loads `viewer.js` and `viewer.css`
+from `GET /viewer/{name}` and calls the JSON API (GET /api/runs, GET
+/api/sensors/data) with URLs relative to a `<base href>` filled in per request,
+so it works at the root of `chalice local` as well as under an API Gateway stage
+(`https://…/api/`) or a custom domain's base path. No build step, no CDN, no
+library: the charts are plain SVG drawn by the script.
+
+The files ship inside the Lambda package (everything under `chalicelib/` does)
+and are read on first use, not at import, so they cost a cold start nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from chalice.app import Response
+
+ASSET_ROUTE = "/viewer/{name}"
+_ASSET_DIR = Path(__file__).resolve().parent / "assets"
+_CONTENT_TYPES = {
+    "viewer.js": "text/javascript; charset=utf-8",
+    "viewer.css": "text/css; charset=utf-8",
+}
+_PAGE = "index.html"
+# The page and its assets come only from this API; the script talks only to it.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
+)
+_COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Asset:
+    body: str
+    version: str  # content hash: part of the asset's URL, so it can be cached for long
+
+
+@cache
+def _read(name: str) -> _Asset:
+    body = (_ASSET_DIR / name).read_text(encoding="utf-8")
+    return _Asset(body, hashlib.sha256(body.encode()).hexdigest()[:12])
+
+
+def asset_names() -> tuple[str, ...]:
+    return tuple(_CONTENT_TYPES)
+
+
+def page_response(
+    headers: Mapping[str, str], context: Mapping[str, Any], path_params: Mapping[str, str] | None = None
+) -> Response:
+    """The HTML page, its `<base href>` pointing at where this request reached the API."""
+    base = stage_prefix(context, path_params) + "/"
+    body = _read(_PAGE).body
+    for name in _CONTENT_TYPES:
+        body = body.replace(f'"viewer/{name}"', f'"viewer/{name}?v={_read(name).version}"')
+    body = body.replace("{{BASE_HREF}}", html.escape(base, quote=True))
+    return Response(
+        body=body,
+        status_code=200,
+        headers={
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": _CSP,
+            **_COMMON_HEADERS,
+        },
+    )
+
+
+def asset_response(name: str) -> Response:
+    content_type = _CONTENT_TYPES.get(name)
+    if content_type is None:
+        return Response(
+            body='{"error":"NotFound","message":"no such viewer asset"}',
+            status_code=404,
+            headers={"Content-Type": "application/json"},
+        )
+    return Response(
+        body=_read(name).body,
+        status_code=200,
+        headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400", **_COMMON_HEADERS},
+    )
+
+
+def stage_prefix(context: Mapping[str, Any], path_params: Mapping[str, str] | None = None) -> str:
+    """The part of the request path in front of the route, e.g. `/api` for API Gateway's stage.
+
+    API Gateway's `requestContext.path` is the path the client asked for
+    (`/api/api/runs/1b…`), `resourcePath` the route (`/api/runs/{run_id}`). A
+    route segment, template or not, stands for exactly one path segment, so the
+    prefix is whatever segments the path has beyond the route's."""
+    path = context.get("path") or ""
+    route = context.get("resourcePath") or ""
+    path_segments = [s for s in path.split("/") if s]
+    route_segments = [s for s in route.split("/") if s]
+    extra = len(path_segments) - len(route_segments)
+    if extra <= 0:
+        return ""
+    return "/" + "/".join(path_segments[:extra])
+
+
+def public_base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
+    """`scheme://host[/prefix]` of the API as the client reached it; empty without a Host header."""
+    host = headers.get("host")
+    if not host or any(c in host for c in "/\\@ \t\r\n"):
+        return ""
+    # API Gateway sets X-Forwarded-Proto (https); `chalice local` does not, and serves http.
+    scheme = headers.get("x-forwarded-proto", "http").split(",")[0].strip().lower()
+    if scheme not in ("http", "https"):
+        scheme = "http"
+    return f"{scheme}://{host}{stage_prefix(context)}"

@@ -1,0 +1,49 @@
+"""Bad input of any kind gets a 4xx JSON error naming the problem: never a 5xx, never a trace."""
+
+from __future__ import annotations
+
+import json
+
+from tests.bad_inputs import BAD_QUERIES, write_cases
+from tests.helpers import start_run
+
+
+def assert_client_error_or_success(status: int, body: bytes, what: str) -> None:
+    assert status < 500, f"{what} -> {status} {body[:300]!r}"
+    if status >= 400:
+        payload = json.loads(body)
+        assert isinstance(payload.get("error"), str) and payload["error"], what
+        assert isinstance(payload.get("message"), str) and payload["message"], what
+        assert "Traceback" not in body.decode(errors="replace"), what
+
+
+def test_write_routes_sweep(client):
+    start_run(client)  # a RUNNING run exists while the sweep runs
+    count = 0
+    for method, path, body, headers in write_cases():
+        response = client.http.request(method, path, headers=headers, body=body)
+        assert_client_error_or_success(response.status_code, response.body, f"{method} {path} {body[:60]!r}")
+        count += 1
+    assert count > 1000
+
+
+def test_read_routes_sweep(client):
+    for path in BAD_QUERIES:
+        response = client.http.get(path)
+        assert 400 <= response.status_code < 500, f"{path} -> {response.status_code}"
+        assert_client_error_or_success(response.status_code, response.body, path)
+
+
+def test_messages_say_what_is_wrong(client):
+    response = client.http.post(
+        "/api/sensors/data",
+        headers={"Content-Type": "application/json"},
+        body='{"sensorId": "s", "reading": "27.4"}',
+    )
+    assert response.status_code == 400
+    assert json.loads(response.body) == {
+        "error": "ValidationError",
+        "message": "invalid body: Expected `float | null`, got `str` - at `$.reading`",
+    }
+    response = client.http.post("/api/runs/start", headers={"X-User": "a b"}, body="{}")
+    assert json.loads(response.body)["message"].startswith("X-User")
