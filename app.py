@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
-from chalicelib import clock, deps, params
+from chalicelib import clock, deps, grafana, logs, params, reports, viewer
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
@@ -93,6 +94,46 @@ def _body() -> bytes:
     return raw.encode() if isinstance(raw, str) else (raw or b"")
 
 
+# ---- per-invocation context and the run viewer ------------------------------
+
+
+@app.middleware("http")
+def request_context(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Log context (request id, run, user) and the viewer's base URL, for this request only."""
+    logs.bind_request(
+        context=request.context,
+        headers=request.headers,
+        path_params=request.uri_params,
+        query=request.query_params,
+        lambda_context=request.lambda_context,
+    )
+    grafana.set_viewer_base(viewer.public_base_url(request.headers, request.context))
+    try:
+        return get_response(request)
+    finally:
+        grafana.set_viewer_base("")
+        logs.clear()
+
+
+@app.middleware("scheduled")
+def invocation_context(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    logs.bind_invocation(event.context)
+    try:
+        return get_response(event)
+    finally:
+        logs.clear()
+
+
+@route("/")
+def run_viewer() -> Response:
+    return viewer.page_response(_request().context)
+
+
+@route(viewer.ASSET_ROUTE)
+def run_viewer_asset(name: str) -> Response:
+    return viewer.asset_response(name)
+
+
 # ---- health ----------------------------------------------------------------
 
 
@@ -145,7 +186,17 @@ def start_run() -> Any:
         username=user, sensor_ids=sensor_ids, duration=run_params.duration, interval=run_params.interval
     )
     deps.run_status_cache().remember(run)
-    logger.info("run started", extra={"runId": run.id, "user": user, "sensors": len(sensor_ids)})
+    logger.info(
+        "run started",
+        extra={
+            "runId": run.id,
+            "user": user,
+            "status": run.status,
+            "sensors": len(sensor_ids),
+            "duration": run.duration,
+            "interval": run.interval,
+        },
+    )
     return run_view(run, get_settings())
 
 
@@ -190,7 +241,7 @@ def interrupt_all() -> dict[str, Any]:
             continue  # ended meanwhile by someone else
         cache.forget(run.id)
         interrupted += 1
-        logger.info("run interrupted", extra={"runId": run.id, "user": run.username})
+        logger.info("run interrupted", extra={"runId": run.id, "user": run.username, "status": "INTERRUPTED"})
     return {
         "interrupted": interrupted,
         "message": f"{interrupted} running run(s) interrupted",
@@ -270,6 +321,28 @@ def get_readings() -> dict[str, Any]:
     return {"items": items, "count": len(items), "nextKey": encode_token(page.last_key, scope, secret)}
 
 
+# ---- reports -----------------------------------------------------------------
+
+
+@route("/api/reports/download")
+def download_report() -> Response:
+    query = _query()
+    run_id = params.run_id_value(query.get("runId"), source="runId")
+    runs = list(itertools.islice(deps.run_repository().iter_all(), reports.MAX_REPORT_RUNS))
+    files = {"runs.csv": reports.runs_csv(runs)}
+    if run_id:
+        files[f"readings-{run_id}.csv"] = reports.readings_csv(deps.reading_repository(), run_id)
+    stamp = clock.format_ms(clock.now_ms())[:19].replace(":", "")
+    return Response(
+        body=reports.build_zip(files),
+        status_code=200,
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="iot-playground-report-{stamp}.zip"',
+        },
+    )
+
+
 # ---- routes the frontend calls that belong to other services --------------
 
 
@@ -294,4 +367,4 @@ def _log_timeouts(timed_out: list[Any]) -> None:
     cache = deps.run_status_cache()
     for run in timed_out:
         cache.forget(run.id)
-        logger.info("run timed out", extra={"runId": run.id, "user": run.username})
+        logger.info("run timed out", extra={"runId": run.id, "user": run.username, "status": run.status})

@@ -230,3 +230,28 @@ def test_scheduled_sweep_times_out_overdue_runs(client, monkeypatch):
     assert call(client, "GET", f"/api/runs/{stale['id']}")[1]["status"] == "TIMEOUT"
     assert call(client, "GET", f"/api/runs/{fresh['id']}")[1]["status"] == "RUNNING"
     assert call(client, "GET", "/api/runs/can-start")[1]["currentRunning"] == 1
+
+
+def test_report_download_is_a_zip_of_csv(client):
+    import csv
+    import io
+    import zipfile
+
+    run = start_run(client, user="reporter")
+    call(
+        client,
+        "POST",
+        "/api/sensors/data",
+        {"sensorId": "sensor-1", "reading": 21.5},
+        **{"X-Run-Id": run["id"]},
+    )
+    response = client.http.get(
+        f"/api/reports/download?runId={run['id']}", headers={"Accept": "application/json, text/plain, */*"}
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.body))
+    runs = list(csv.DictReader(io.StringIO(archive.read("runs.csv").decode())))
+    assert [(r["id"], r["username"], r["status"]) for r in runs] == [(run["id"], "reporter", "RUNNING")]
+    readings = list(csv.DictReader(io.StringIO(archive.read(f"readings-{run['id']}.csv").decode())))
+    assert [(r["sensorId"], float(r["reading"])) for r in readings] == [("sensor-1", 21.5)]
