@@ -10,7 +10,6 @@ another one (DynamoDB Local, or a real account's regional endpoint).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -22,20 +21,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from iot_playground.stages import stage_environment
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def stage_environment(stage: str) -> dict[str, str]:
-    """The environment variables `.chalice/config.json` gives a stage."""
-    config = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())
-    env = dict(config.get("environment_variables", {}))
-    env.update(config["stages"][stage].get("environment_variables", {}))
-    return env
 
 
 def free_port() -> int:
