@@ -54,9 +54,7 @@ def bind_request(
     route = context.get("resourcePath")
     if route:
         keys["route"] = f"{context.get('httpMethod', '')} {route}".strip()
-    run_id = _run_id(
-        (path_params or {}).get("run_id"), headers.get("x-run-id"), (query or {}).get("runId")
-    )
+    run_id = _run_id((path_params or {}).get("run_id"), headers.get("x-run-id"), (query or {}).get("runId"))
     if run_id:
         keys[RUN_ID] = run_id
     user = headers.get("x-user")

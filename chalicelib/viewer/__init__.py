@@ -54,11 +54,9 @@ def asset_names() -> tuple[str, ...]:
     return tuple(_CONTENT_TYPES)
 
 
-def page_response(
-    headers: Mapping[str, str], context: Mapping[str, Any], path_params: Mapping[str, str] | None = None
-) -> Response:
+def page_response(context: Mapping[str, Any]) -> Response:
     """The HTML page, its `<base href>` pointing at where this request reached the API."""
-    base = stage_prefix(context, path_params) + "/"
+    base = stage_prefix(context) + "/"
     body = _read(_PAGE).body
     for name in _CONTENT_TYPES:
         body = body.replace(f'"viewer/{name}"', f'"viewer/{name}?v={_read(name).version}"')
@@ -90,7 +88,7 @@ def asset_response(name: str) -> Response:
     )
 
 
-def stage_prefix(context: Mapping[str, Any], path_params: Mapping[str, str] | None = None) -> str:
+def stage_prefix(context: Mapping[str, Any]) -> str:
     """The part of the request path in front of the route, e.g. `/api` for API Gateway's stage.
 
     API Gateway's `requestContext.path` is the path the client asked for
