@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+# Imported readings end their sort key with this and their source row id instead of
+# random bits: the key is then the same on every import, so a rerun finds it.
+# Random suffixes are hex, so the '-' keeps the two kinds apart.
+IMPORTED_KEY_PREFIX = "import-"
 _BATCH_ATTEMPTS = 8
 # Sorts after '#', so "<to timestamp>~" includes every reading of that millisecond.
 _KEY_END = "~"
@@ -42,6 +48,14 @@ class Reading:
     timestamp_ms: int
     run_id: str | None
     user: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedReading:
+    """A reading from another system with the id of the row it came from."""
+
+    source_id: str
+    reading: Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +85,11 @@ class ReadingRepository:
         self._table = table_name
         self._ttl_seconds = ttl_days * 86_400
 
-    def to_item(self, reading: Reading) -> dict[str, Any]:
+    def to_item(self, reading: Reading, key_suffix: str | None = None) -> dict[str, Any]:
         timestamp = clock.format_ms(reading.timestamp_ms)
         item: dict[str, Any] = {
             "pk": {"S": f"{reading.run_id or NO_RUN}|{reading.sensor_id}"},
-            "sk": {"S": f"{timestamp}#{secrets.token_hex(8)}"},
+            "sk": {"S": f"{timestamp}#{key_suffix or secrets.token_hex(8)}"},
             "sensorId": {"S": reading.sensor_id},
             "type": {"S": reading.type},
             "reading": {"N": _number(reading.value)},
@@ -127,6 +141,47 @@ class ReadingRepository:
             f"DynamoDB did not accept {len(pending)} readings after {_BATCH_ATTEMPTS} attempts",
             details={"unprocessed": len(pending)},
         )
+
+    def put_imported(self, imported: Sequence[ImportedReading], *, dry_run: bool = False) -> int:
+        """Write readings from another system unless already there; returns how many were
+        (with dry_run: would be) written. Keys derive from the source ids, so importing
+        the same rows again writes nothing, and an import cut short can simply be rerun."""
+        items = [self.to_item(i.reading, f"{IMPORTED_KEY_PREFIX}{i.source_id}") for i in imported]
+        existing = self._existing_keys([(item["pk"]["S"], item["sk"]["S"]) for item in items])
+        new = [item for item in items if (item["pk"]["S"], item["sk"]["S"]) not in existing]
+        if not dry_run:
+            for start in range(0, len(new), BATCH_WRITE_LIMIT):
+                self.write_batch(
+                    [{"PutRequest": {"Item": item}} for item in new[start : start + BATCH_WRITE_LIMIT]]
+                )
+        return len(new)
+
+    def _existing_keys(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        unique = list(dict.fromkeys(keys))  # BatchGetItem refuses a request that repeats a key
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            request: Any = {
+                self._table: {
+                    "Keys": [
+                        {"pk": {"S": pk}, "sk": {"S": sk}}
+                        for pk, sk in unique[start : start + BATCH_GET_LIMIT]
+                    ],
+                    "ProjectionExpression": "#pk, #sk",
+                    "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(_BATCH_ATTEMPTS):
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    found.add((item["pk"]["S"], item["sk"]["S"]))  # type: ignore[index]
+                request = response.get("UnprocessedKeys")
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random() / 2))
+            else:
+                raise Unavailable("DynamoDB kept refusing to say which readings exist")
+        return found
 
     def query(self, query: ReadingQuery, *, limit: int, start_key: AttributeMap | None) -> ReadingPage:
         names: dict[str, str] = {"#pk": "pk"}

@@ -1,0 +1,217 @@
+"""`iot-playground`: simulate a user, load-test the API, migrate the old backend's data."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from iot_playground.api_client import DEFAULT_API_URL
+
+# The frontend's rule for user names (the API itself accepts a wider set).
+USER_RE = re.compile(r"^[A-Za-z0-9._-]{3,20}$")
+
+api_option = click.option(
+    "--api",
+    "api_url",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    envvar="IOT_PLAYGROUND_API",
+    help="Base URL of the API (env IOT_PLAYGROUND_API).",
+)
+batch_option = click.option(
+    "--batch", is_flag=True, help="Send each round as one JSON array instead of one request per sensor."
+)
+interval_option = click.option(
+    "--interval-ms",
+    type=click.IntRange(0, 3_600_000),
+    default=200,
+    show_default=True,
+    help="Pause between one round's answers and the next round (the frontend allows 200-10000).",
+)
+report_option = click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JSON report here.",
+)
+
+
+def _user(_: click.Context, __: click.Parameter, value: str) -> str:
+    if not USER_RE.match(value):
+        raise click.BadParameter("3-20 characters of A-Z a-z 0-9 . _ -")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="iot-playground")
+def main() -> None:
+    """IoT Playground tools: simulate a user, load-test the API, migrate the old backend's data."""
+
+
+@main.command()
+@api_option
+@click.option("--user", default="simulator", show_default=True, callback=_user, help="Sent as X-User.")
+@click.option(
+    "--sensors", type=click.IntRange(1, 100), default=10, show_default=True, help="sensor-1..sensor-N"
+)
+@click.option("--count", type=click.IntRange(1), default=100, show_default=True, help="Readings per sensor.")
+@interval_option
+@batch_option
+@report_option
+def simulate(
+    api_url: str, user: str, sensors: int, count: int, interval_ms: int, batch: bool, report_path: Path | None
+) -> None:
+    """Drive one run exactly as the frontend does, then print a summary.
+
+    can-start, start, COUNT rounds of one reading per sensor (in parallel, or one
+    batch request), finish. Ctrl-C finishes the run as FAILED. Exit code 0 when
+    every reading was accepted, 1 otherwise, 130 when interrupted.
+
+    Example: iot-playground simulate --user alice --sensors 10 --count 100 --interval-ms 200
+    """
+    from rich.console import Console
+
+    from iot_playground.run_driver import RunPlan
+    from iot_playground.simulate import run_simulation
+
+    plan = RunPlan(user=user, sensors=sensors, count=count, interval_ms=interval_ms, batch=batch)
+    sys.exit(run_simulation(api_url, plan, report_path=report_path, console=Console()))
+
+
+@main.command()
+@api_option
+@click.option("--runs", type=click.IntRange(1, 1000), default=5, show_default=True, help="Runs to drive.")
+@click.option(
+    "--sensors", type=click.IntRange(1, 100), default=10, show_default=True, help="Sensors per run."
+)
+@click.option(
+    "--data-points", type=click.IntRange(1), default=100, show_default=True, help="Readings per sensor."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    help="Runs driven at the same time [default: all of them]. The server's run limit still applies: "
+    "runs beyond it wait for a slot.",
+)
+@interval_option
+@batch_option
+@click.option("--user", default="loadtest", show_default=True, callback=_user, help="Sent as X-User.")
+@click.option(
+    "--slot-wait",
+    type=click.FloatRange(0),
+    default=600.0,
+    show_default=True,
+    help="Seconds a run may wait for a free slot before it counts as failed.",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="Seconds to keep re-reading a run whose readings are not all visible yet.",
+)
+@report_option
+def load(
+    api_url: str,
+    runs: int,
+    sensors: int,
+    data_points: int,
+    concurrency: int | None,
+    interval_ms: int,
+    batch: bool,
+    user: str,
+    slot_wait: float,
+    settle: float,
+    report_path: Path | None,
+) -> None:
+    """Drive several runs at once, read every run back and account for every reading.
+
+    Each reading carries a timestamp and value that name its round, so the check
+    is exact: per run and sensor, readings sent vs stored, missing, duplicates and
+    unexpected ones. Exit code 1 on any loss.
+
+    Example: iot-playground load --runs 5 --sensors 10 --data-points 100 --report load.json
+    """
+    from rich.console import Console
+
+    from iot_playground.load import LoadPlan, run_load
+
+    plan = LoadPlan(
+        runs=runs,
+        sensors=sensors,
+        data_points=data_points,
+        interval_ms=interval_ms,
+        concurrency=concurrency or runs,
+        batch=batch,
+        user=user,
+        slot_wait_s=slot_wait,
+        settle_s=settle,
+    )
+    sys.exit(run_load(api_url, plan, report_path=report_path, console=Console()))
+
+
+@main.command()
+@click.option(
+    "--postgres",
+    "postgres_url",
+    required=True,
+    envvar="OLD_BACKEND_POSTGRES_URL",
+    help="The old backend's database, e.g. postgresql://user:pass@host:5432/iot "
+    "(env OLD_BACKEND_POSTGRES_URL).",
+)
+@click.option("--dry-run", is_flag=True, help="Read and compare, write nothing (not even the checkpoint).")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    help="Only runs started and readings taken at or after this UTC time.",
+)
+@click.option(
+    "--stage",
+    help="Take RUNS_TABLE/READINGS_TABLE from this stage of .chalice/config.json "
+    "(default: the environment, as the app does).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True, help="Rows per batch."
+)
+@click.option(
+    "--from-start",
+    is_flag=True,
+    help="Ignore the checkpoint and re-read every row (rows already there are still not written twice).",
+)
+def migrate(
+    postgres_url: str,
+    dry_run: bool,
+    since: datetime | None,
+    stage: str | None,
+    batch_size: int,
+    from_start: bool,
+) -> None:
+    """Copy runs and readings from the old backend's PostgreSQL into the app's DynamoDB tables.
+
+    Same run ids; CANCELED becomes INTERRUPTED, COMPLETED becomes SUCCESS. Idempotent
+    (a second pass writes nothing) and resumable (a checkpoint per table, kept in the
+    runs table, says where to go on after an interruption). The target is the
+    app's: RUNS_TABLE, READINGS_TABLE, DYNAMODB_ENDPOINT, or --stage.
+
+    Example: iot-playground migrate --postgres postgresql://iot@localhost/iot --dry-run
+    """
+    from rich.console import Console
+
+    from iot_playground.migrate import MigrationOptions, run_migrate_command
+
+    options = MigrationOptions(
+        postgres_url=postgres_url,
+        dry_run=dry_run,
+        since=since,
+        batch_size=batch_size,
+        from_start=from_start,
+    )
+    sys.exit(run_migrate_command(options, stage=stage, console=Console()))
+
+
+if __name__ == "__main__":
+    main()
