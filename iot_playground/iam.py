@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground.stages import DEPLOY_STAGES, Stage, app_function_names
+from iot_playground.stages import DEPLOY_STAGES, Stage
 
 # Per table (TableDefinition.logical_name): the DynamoDB IAM actions the app needs.
 # Transactions need no action of their own: each Put/Update inside one is
@@ -103,7 +103,7 @@ def arn_resources(stage: Stage) -> Resources:
         return f"arn:aws:dynamodb:*:*:table/{definition.table_name(settings)}"
 
     def log_groups() -> list[Reference]:
-        names = stage.function_names(app_function_names()).values()
+        names = stage.function_names().values()
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}:*" for name in sorted(names)]
 
     return Resources(table, lambda definition: f"{table(definition)}/index/*", log_groups)

@@ -103,14 +103,11 @@ class Stage:
     def policy_file(self) -> Path:
         return CHALICE_DIR / str(self.settings["iam_policy_file"])
 
-    def function_names(self, app_function_names: list[str]) -> dict[str, str]:
+    def function_names(self) -> dict[str, str]:
         """Lambda names `chalice deploy` gives: `<app>-<stage>` for the API handler,
         `<app>-<stage>-<function>` for each other function."""
         prefix = f"{self.app_name}-{self.name}"
-        return {
-            "api_handler": prefix,
-            **{name: f"{prefix}-{name}" for name in app_function_names if name != "api_handler"},
-        }
+        return {"api_handler": prefix, **{name: f"{prefix}-{name}" for name in app_function_names()}}
 
 
 # Decorators that make a function its own Lambda (the routes share `api_handler`).

@@ -1,0 +1,291 @@
+"""The CloudFormation merge template `chalice package --merge-template` applies.
+
+Chalice's template has the functions, roles, log groups and the API. This adds
+what Chalice does not generate (the tables, stage throttling, alarms, outputs)
+and replaces the roles' policies with the same statements as
+`.chalice/policy-<stage>.json`, but naming the tables and log groups through
+`Fn::GetAtt` on the stack's own resources. Checkov findings that are accepted
+are skipped on the resource, each with its reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.utils import to_cfn_resource_name
+
+from chalicelib.tables import ALL_TABLES, TableDefinition
+from iot_playground.iam import Resources, policy_document
+from iot_playground.stages import Stage, app_function_names
+
+# Chalice's fixed logical ids in its SAM template.
+API_HANDLER = "api_handler"
+API_HANDLER_FUNCTION_ID = "APIHandler"
+REST_API_ID = "RestAPI"
+CUSTOM_DOMAIN_ID = "ApiGatewayCustomDomain"
+SECRET_PARAMETER = "PaginationTokenSecret"
+ALARM_TOPIC_PARAMETER = "AlarmTopicArn"
+HAS_ALARM_TOPIC = "HasAlarmTopic"
+# Alarm thresholds: any error or throttle in a 5-minute window is worth a look
+# on a playground this size; 5xx counts answers, so a few are tolerated.
+ALARM_PERIOD_SECONDS = 300
+LAMBDA_ERRORS_THRESHOLD = 1
+API_5XX_THRESHOLD = 5
+DYNAMODB_THROTTLES_THRESHOLD = 1
+
+SECRET_DESCRIPTION = "Signs the API's pagination tokens (PAGINATION_TOKEN_SECRET); any random string"
+Template = dict[str, Any]
+
+
+def table_id(definition: TableDefinition) -> str:
+    return to_cfn_resource_name(f"{definition.logical_name}_table")
+
+
+def function_id(function: str) -> str:
+    return API_HANDLER_FUNCTION_ID if function == API_HANDLER else to_cfn_resource_name(function)
+
+
+def role_id(function: str) -> str:
+    return to_cfn_resource_name(f"{function}_role")
+
+
+def log_group_id(function: str) -> str:
+    return to_cfn_resource_name(f"{function}-log-group")
+
+
+def skip(*checks: tuple[str, str]) -> dict[str, Any]:
+    """Resource Metadata that tells checkov a finding is accepted, and why."""
+    return {"checkov": {"skip": [{"id": check, "comment": reason} for check, reason in checks]}}
+
+
+def table_properties(definition: TableDefinition, table_name: str) -> dict[str, Any]:
+    """AWS::DynamoDB::Table properties: CreateTable's request plus the safeguards."""
+    properties = dict(definition.create_table_request(table_name))
+    if definition.ttl_attribute:
+        properties["TimeToLiveSpecification"] = {"AttributeName": definition.ttl_attribute, "Enabled": True}
+    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    # SSEEnabled without a key id = the AWS-managed KMS key, as `make tables` sets.
+    properties["SSESpecification"] = {"SSEEnabled": True}
+    return properties
+
+
+def _table_resource(definition: TableDefinition, table_name: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        # Data outlives the stack: deleting or replacing the stack keeps the table.
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": table_properties(definition, table_name),
+        "Metadata": skip(
+            (
+                "CKV_AWS_119",
+                "encrypted with the AWS-managed KMS key; a customer key adds cost, no protection here",
+            ),
+        ),
+    }
+
+
+def _stack_resources(functions: list[str]) -> Resources:
+    return Resources(
+        table=lambda definition: {"Fn::GetAtt": [table_id(definition), "Arn"]},
+        index=lambda definition: {"Fn::Sub": f"${{{table_id(definition)}.Arn}}/index/*"},
+        log_groups=lambda: [{"Fn::GetAtt": [log_group_id(function), "Arn"]} for function in functions],
+    )
+
+
+def _alarm(description: str, metric: dict[str, Any], threshold: float) -> dict[str, Any]:
+    actions = {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": ALARM_TOPIC_PARAMETER}], {"Ref": "AWS::NoValue"}]}
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "EvaluationPeriods": 1,
+            "Threshold": threshold,
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": actions,
+            "OKActions": actions,
+            **metric,
+        },
+    }
+
+
+def _single_metric(namespace: str, name: str, dimensions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Namespace": namespace,
+        "MetricName": name,
+        "Dimensions": dimensions,
+        "Statistic": "Sum",
+        "Period": ALARM_PERIOD_SECONDS,
+    }
+
+
+def _throttle_metrics(definition: TableDefinition) -> dict[str, Any]:
+    dimensions = [{"Name": "TableName", "Value": {"Ref": table_id(definition)}}]
+
+    def stat(metric_id: str, name: str) -> dict[str, Any]:
+        return {
+            "Id": metric_id,
+            "ReturnData": False,
+            "MetricStat": {
+                "Metric": {"Namespace": "AWS/DynamoDB", "MetricName": name, "Dimensions": dimensions},
+                "Period": ALARM_PERIOD_SECONDS,
+                "Stat": "Sum",
+            },
+        }
+
+    return {
+        "Metrics": [
+            stat("reads", "ReadThrottleEvents"),
+            stat("writes", "WriteThrottleEvents"),
+            {
+                "Id": "throttles",
+                "Expression": "reads + writes",
+                "Label": "throttled requests",
+                "ReturnData": True,
+            },
+        ]
+    }
+
+
+def alarms(stage: Stage, functions: list[str]) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for function in functions:
+        resources[f"{function_id(function)}ErrorsAlarm"] = _alarm(
+            f"{stage.app_name} {stage.name}: {function} raised errors",
+            _single_metric(
+                "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": function_id(function)}}]
+            ),
+            LAMBDA_ERRORS_THRESHOLD,
+        )
+    # A REST API's metrics are keyed by its name (the OpenAPI title: the app name) and stage.
+    api_dimensions = [
+        {"Name": "ApiName", "Value": stage.app_name},
+        {"Name": "Stage", "Value": stage.api_stage_name},
+    ]
+    resources["Api5xxAlarm"] = _alarm(
+        f"{stage.app_name} {stage.name}: API answered 5xx",
+        _single_metric("AWS/ApiGateway", "5XXError", api_dimensions),
+        API_5XX_THRESHOLD,
+    )
+    for definition in ALL_TABLES:
+        resources[f"{table_id(definition)}ThrottlesAlarm"] = _alarm(
+            f"{stage.app_name} {stage.name}: DynamoDB throttled {definition.logical_name} table requests",
+            _throttle_metrics(definition),
+            DYNAMODB_THROTTLES_THRESHOLD,
+        )
+    return resources
+
+
+_FUNCTION_SKIPS = (
+    (
+        "CKV_AWS_116",
+        "API calls are synchronous and the schedule re-runs the sweep every minute: nothing to dead-letter",
+    ),
+    (
+        "CKV_AWS_117",
+        "reaches only DynamoDB and CloudWatch over AWS endpoints; a VPC adds NAT cost, no isolation",
+    ),
+    (
+        "CKV_AWS_173",
+        "variables are encrypted with the AWS-managed key; none is a credential but the token secret",
+    ),
+)
+
+
+def merge_template(stage: Stage) -> Template:
+    functions = [API_HANDLER, *app_function_names()]
+    # The names `chalice deploy` gives, so every way of deploying a stage names it alike.
+    function_names = stage.function_names()
+    settings = stage.app_settings
+    policy = policy_document(stage, _stack_resources(functions))
+    resources: dict[str, Any] = {}
+    for definition in ALL_TABLES:
+        resources[table_id(definition)] = _table_resource(definition, definition.table_name(settings))
+    for function in functions:
+        resources[role_id(function)] = {
+            "Properties": {
+                "Policies": [{"PolicyName": f"{role_id(function)}Policy", "PolicyDocument": policy}]
+            }
+        }
+        resources[function_id(function)] = {
+            "Properties": {
+                "FunctionName": function_names[function],
+                "Environment": {"Variables": {"PAGINATION_TOKEN_SECRET": {"Ref": SECRET_PARAMETER}}},
+            },
+            "Metadata": skip(*_FUNCTION_SKIPS),
+        }
+        resources[log_group_id(function)] = {
+            # Named, not derived from the function: the role grants on the group and the
+            # function needs the role, so `/aws/lambda/${Function}` would be a cycle.
+            "Properties": {"LogGroupName": f"/aws/lambda/{function_names[function]}"},
+            "Metadata": skip(
+                ("CKV_AWS_158", "log groups are encrypted by CloudWatch Logs; the lines hold no secrets")
+            ),
+        }
+    throttling = stage.throttling
+    api_skips = [
+        (
+            "CKV_AWS_76",
+            "access logs need the account-wide API Gateway logging role; the app logs every request",
+        ),
+        ("CKV_AWS_120", "answers change with every reading; caching would serve stale runs"),
+    ]
+    if not stage.xray:
+        api_skips.append(
+            ("CKV_AWS_73", f"X-Ray is switched off for the {stage.name} stage (config.json `xray`)")
+        )
+    resources[REST_API_ID] = {
+        "Properties": {
+            "TracingEnabled": stage.xray,
+            "MethodSettings": [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "ThrottlingRateLimit": throttling.rate_limit,
+                    "ThrottlingBurstLimit": throttling.burst_limit,
+                    "MetricsEnabled": True,
+                }
+            ],
+        },
+        "Metadata": skip(*api_skips),
+    }
+    resources.update(alarms(stage, functions))
+    return {
+        "Parameters": {
+            SECRET_PARAMETER: {
+                "Type": "String",
+                "NoEcho": True,
+                "MinLength": 32,
+                "Description": SECRET_DESCRIPTION,
+            },
+            ALARM_TOPIC_PARAMETER: {
+                "Type": "String",
+                "Default": "",
+                "Description": "SNS topic ARN the alarms notify; empty for none",
+            },
+        },
+        "Conditions": {HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": ALARM_TOPIC_PARAMETER}, ""]}]}},
+        "Resources": resources,
+        "Outputs": _outputs(stage),
+    }
+
+
+def _outputs(stage: Stage) -> dict[str, Any]:
+    """Beside Chalice's own EndpointURL (the execute-api URL, usable at once)."""
+    outputs: dict[str, Any] = {}
+    if stage.settings.get("api_gateway_custom_domain"):
+        outputs["ApiUrl"] = {
+            "Description": "The API on its custom domain, once DNS points at RegionalDomainName",
+            "Value": {"Fn::Sub": f"https://${{{CUSTOM_DOMAIN_ID}}}/"},
+        }
+        outputs["RegionalDomainName"] = {
+            "Description": "Target of the custom domain's DNS CNAME/alias record",
+            "Value": {"Fn::GetAtt": [CUSTOM_DOMAIN_ID, "RegionalDomainName"]},
+        }
+    for definition in ALL_TABLES:
+        outputs[f"{table_id(definition)}Name"] = {
+            "Description": f"The {definition.logical_name} table",
+            "Value": {"Ref": table_id(definition)},
+        }
+    return outputs

@@ -1,0 +1,138 @@
+"""`make package` / `make package-tf`: deployable artifacts for a stage, with no AWS account.
+
+    python -m iot_playground.packaging --stage dev                      # dist/dev/
+    python -m iot_playground.packaging --stage dev --format terraform   # dist/dev-terraform/
+
+CloudFormation: `chalice package --merge-template` with the template from
+`iot_playground.cfn_template`; the output (sam.json, deployment.zip, and the
+merge template for reference) deploys with `aws cloudformation package/deploy`.
+Terraform: `chalice package --pkg-format terraform` plus the files from
+`iot_playground.tf_template`; `terraform init && terraform apply` in the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from iot_playground.cfn_template import merge_template
+from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
+from iot_playground.tf_template import extras, overrides
+
+CFN_TEMPLATE = "sam.json"
+MERGE_TEMPLATE = "merge-template.json"
+TF_CHALICE = "chalice.tf.json"
+TF_EXTRAS = "iot_playground.tf.json"
+TF_OVERRIDES = "iot_playground_override.tf.json"
+# What `chalice package` reads from the project; iot_playground/ (tooling) never ships.
+_APP_FILES = ("app.py", "requirements.txt")
+_APP_DIRS = ("chalicelib", "vendor")
+# Chalice needs a region to name ARNs in its templates even though it calls nothing.
+_DEFAULT_REGION = "us-east-1"
+
+
+def default_output(stage: str, pkg_format: str) -> Path:
+    return PROJECT_ROOT / "dist" / (stage if pkg_format == "cloudformation" else f"{stage}-terraform")
+
+
+def _chalice_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if not (env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")):
+        env["AWS_DEFAULT_REGION"] = _DEFAULT_REGION
+    return env
+
+
+def _chalice_package(project_dir: Path, stage: str, out: Path, *extra: str) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chalice = str(Path(sys.executable).parent / "chalice")
+    command = [chalice, "--project-dir", str(project_dir), "package", "--stage", stage, *extra, str(out)]
+    subprocess.run(command, check=True, env=_chalice_env(), cwd=project_dir)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def package_cloudformation(stage_name: str, out: Path) -> Path:
+    stage = Stage.load(stage_name)
+    with tempfile.TemporaryDirectory(prefix="merge-") as scratch:
+        merge_path = Path(scratch) / MERGE_TEMPLATE
+        _write(merge_path, merge_template(stage))
+        _chalice_package(PROJECT_ROOT, stage_name, out, "--merge-template", str(merge_path))
+        shutil.copy(merge_path, out / MERGE_TEMPLATE)
+    template = _read(out / CFN_TEMPLATE)
+    # A merge-template entry for a logical id Chalice did not generate would
+    # silently become a resource without a type: refuse that output.
+    untyped = sorted(name for name, resource in template["Resources"].items() if "Type" not in resource)
+    if untyped:
+        raise RuntimeError(f"merge template patches resources Chalice did not generate: {', '.join(untyped)}")
+    return out / CFN_TEMPLATE
+
+
+def _copy_app(stage_name: str, target: Path) -> None:
+    """The app as Chalice packages it, with a config its Terraform output accepts:
+    Chalice cannot express log groups in Terraform, so retention moves to our file."""
+    for name in _APP_FILES:
+        shutil.copy(PROJECT_ROOT / name, target / name)
+    for name in _APP_DIRS:
+        if (PROJECT_ROOT / name).is_dir():
+            shutil.copytree(PROJECT_ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    chalice_dir = target / ".chalice"
+    chalice_dir.mkdir()
+    config = load_config()
+    stage_block = config["stages"][stage_name]
+    stage_block.pop("log_retention_in_days", None)
+    for function in stage_block.get("lambda_functions", {}).values():
+        function.pop("log_retention_in_days", None)
+    _write(chalice_dir / "config.json", config)
+    for policy in CHALICE_DIR.glob("policy-*.json"):
+        shutil.copy(policy, chalice_dir / policy.name)
+    if (CHALICE_DIR / "deployments").is_dir():  # Chalice's wheel cache: saves the downloads
+        shutil.copytree(CHALICE_DIR / "deployments", chalice_dir / "deployments")
+
+
+def package_terraform(stage_name: str, out: Path) -> Path:
+    stage = Stage.load(stage_name)
+    with tempfile.TemporaryDirectory(prefix="chalice-tf-") as scratch:
+        project = Path(scratch)
+        _copy_app(stage_name, project)
+        _chalice_package(project, stage_name, out, "--pkg-format", "terraform")
+    chalice_tf = _read(out / TF_CHALICE)
+    _write(out / TF_EXTRAS, extras(stage, chalice_tf))
+    _write(out / TF_OVERRIDES, overrides(stage, chalice_tf))
+    return out / TF_CHALICE
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Package a stage for CloudFormation or Terraform.")
+    parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
+    parser.add_argument(
+        "--format", dest="pkg_format", choices=("cloudformation", "terraform"), default="cloudformation"
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default dist/<stage>[-terraform])")
+    args = parser.parse_args(argv)
+    out = (args.out or default_output(args.stage, args.pkg_format)).resolve()
+    package = package_cloudformation if args.pkg_format == "cloudformation" else package_terraform
+    written = package(args.stage, out)
+    size = (out / "deployment.zip").stat().st_size
+    print(f"{written.relative_to(Path.cwd()) if written.is_relative_to(Path.cwd()) else written}")
+    print(f"deployment.zip: {size / 1024 / 1024:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
