@@ -76,12 +76,20 @@ def _failure(response: httpx.Response, what: str) -> RequestFailed:
 class PlaygroundApi:
     """One connection pool to the API; use as ``async with PlaygroundApi(url) as api``."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 15.0, max_connections: int = 100):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 15.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
         )
 
     async def __aenter__(self) -> PlaygroundApi:

@@ -6,10 +6,14 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from iot_playground.api_client import DEFAULT_API_URL
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # The frontend's rule for user names (the API itself accepts a wider set).
 USER_RE = re.compile(r"^[A-Za-z0-9._-]{3,20}$")
@@ -38,6 +42,14 @@ report_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a JSON report here.",
 )
+
+
+def _console() -> Console:
+    """Rich output on stdout; piped or captured, wide enough that run ids are not cut."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
 
 
 def _user(_: click.Context, __: click.Parameter, value: str) -> str:
@@ -73,13 +85,11 @@ def simulate(
 
     Example: iot-playground simulate --user alice --sensors 10 --count 100 --interval-ms 200
     """
-    from rich.console import Console
-
     from iot_playground.run_driver import RunPlan
     from iot_playground.simulate import run_simulation
 
     plan = RunPlan(user=user, sensors=sensors, count=count, interval_ms=interval_ms, batch=batch)
-    sys.exit(run_simulation(api_url, plan, report_path=report_path, console=Console()))
+    sys.exit(run_simulation(api_url, plan, report_path=report_path, console=_console()))
 
 
 @main.command()
@@ -136,8 +146,6 @@ def load(
 
     Example: iot-playground load --runs 5 --sensors 10 --data-points 100 --report load.json
     """
-    from rich.console import Console
-
     from iot_playground.load import LoadPlan, run_load
 
     plan = LoadPlan(
@@ -151,7 +159,7 @@ def load(
         slot_wait_s=slot_wait,
         settle_s=settle,
     )
-    sys.exit(run_load(api_url, plan, report_path=report_path, console=Console()))
+    sys.exit(run_load(api_url, plan, report_path=report_path, console=_console()))
 
 
 @main.command()
@@ -199,8 +207,6 @@ def migrate(
 
     Example: iot-playground migrate --postgres postgresql://iot@localhost/iot --dry-run
     """
-    from rich.console import Console
-
     from iot_playground.migrate import MigrationOptions, run_migrate_command
 
     options = MigrationOptions(
@@ -210,7 +216,7 @@ def migrate(
         batch_size=batch_size,
         from_start=from_start,
     )
-    sys.exit(run_migrate_command(options, stage=stage, console=Console()))
+    sys.exit(run_migrate_command(options, stage=stage, console=_console()))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -213,15 +214,26 @@ async def _load(
     state: LoadState,
     progress_advance: ProgressCallback,
     on_waiting: WaitingCallback,
+    transport: httpx.AsyncBaseTransport | None,
 ) -> None:
     cancel_on_sigterm()
     connections = min(500, plan.concurrency * (1 if plan.batch else plan.sensors) + 4)
-    async with PlaygroundApi(api_url, max_connections=connections) as api:
+    async with PlaygroundApi(api_url, max_connections=connections, transport=transport) as api:
         await _drive(api, plan, state, progress_advance, on_waiting)
         await _read_back(api, plan, state)
 
 
-def run_load(api_url: str, plan: LoadPlan, *, report_path: Path | None, console: Console) -> int:
+def run_load(
+    api_url: str,
+    plan: LoadPlan,
+    *,
+    report_path: Path | None,
+    console: Console,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """Drive the runs, verify them, print and write the report; returns the exit code.
+
+    `transport` replaces the network (httpx), e.g. with an in-process fake API."""
     origin = now_ms()
     step = max(1, plan.interval_ms)
     state = LoadState(
@@ -242,7 +254,7 @@ def run_load(api_url: str, plan: LoadPlan, *, report_path: Path | None, console:
     interrupted = False
     with progress:
         try:
-            asyncio.run(_load(api_url, plan, state, advance, waiting))
+            asyncio.run(_load(api_url, plan, state, advance, waiting, transport))
         except (KeyboardInterrupt, asyncio.CancelledError):
             interrupted = True
     report = load_report(api_url, plan, state, interrupted=interrupted)

@@ -106,8 +106,10 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     for p in ("p50", "p95", "p99"):
         table.add_row(f"latency {p}", format_ms(latency[p]))
     console.print(table)
-    if summary["interrupted"]:
+    if summary["interrupted"] and summary["runId"] and not summary["finishError"]:
         console.print("interrupted: the run was finished as FAILED")
+    elif summary["interrupted"]:
+        console.print("interrupted")
     if summary["error"]:
         console.print(f"error: {summary['error']}")
     if summary["finishError"]:
