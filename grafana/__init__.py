@@ -1,0 +1,1 @@
+"""Grafana dashboards and provisioning for the IoT Playground API (not deployed to Lambda)."""
