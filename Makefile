@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Template and workflow checkers, apart from the app's pinned versions.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
 STAGE ?= dev
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +20,26 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet -r requirements-tools.txt
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+# Deployment (see README "Deploy"): STAGE=dev|prod.
+tables: $(STAMP)
+	$(BIN)/python -m iot_playground.tables_admin --stage $(STAGE)
+
+package: $(STAMP)
+	$(BIN)/python -m iot_playground.packaging --stage $(STAGE)
+
+package-tf: $(STAMP)
+	$(BIN)/python -m iot_playground.packaging --stage $(STAGE) --format terraform
+
+policies: $(STAMP)
+	$(BIN)/python -m iot_playground.iam
 
 run: $(STAMP)
 	PORT=$(PORT) $(BIN)/python -m iot_playground.local_stack --port $(PORT)
@@ -28,11 +51,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(TOOLS_STAMP) lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) dist .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from iot_playground.stages import DEPLOY_STAGES, Stage
 # authorized as PutItem/UpdateItem.
 DYNAMODB_ACTIONS: dict[str, tuple[str, ...]] = {
     "runs": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-    "readings": ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"),
+    "readings": ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"),
 }
 # Actions that also read indexes, so they are granted on `<table>/index/*` too.
 INDEX_ACTIONS = frozenset({"dynamodb:Query", "dynamodb:Scan"})

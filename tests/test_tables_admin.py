@@ -1,0 +1,119 @@
+"""`make tables`: creates or updates a stage's tables, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.tables import ALL_TABLES, READINGS, RUNS
+from iot_playground import tables_admin
+from iot_playground.stages import Stage
+
+
+@pytest.fixture
+def dynamodb():
+    with mock_aws():
+        yield boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def dev():
+    return Stage.load("dev").app_settings
+
+
+def _describe(client, name):
+    table = client.describe_table(TableName=name)["Table"]
+    backups = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    return table, backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"], ttl
+
+
+def test_cli_creates_both_stage_tables_then_reports_no_changes(dynamodb, capsys):
+    assert tables_admin.main(["--stage", "dev"]) == 0
+    first = capsys.readouterr().out
+    assert "iot-playground-runs-dev: create table (3 indexes, on-demand, KMS-encrypted)" in first
+    assert "iot-playground-readings-dev: expire items by TTL on expiresAt" in first
+    assert first.count("turn on point-in-time recovery") == 2
+
+    assert tables_admin.main(["--stage", "dev"]) == 0
+    second = capsys.readouterr().out
+    assert "no changes" in second
+    assert "create" not in second and "turn on" not in second
+
+    for definition in ALL_TABLES:
+        name = f"iot-playground-{definition.logical_name}-dev"
+        table, pitr, ttl = _describe(dynamodb, name)
+        assert pitr == "ENABLED"
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["SSEDescription"]["Status"] == "ENABLED"
+        assert table["KeySchema"] == definition.key_schema()
+        assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == sorted(
+            i.name for i in definition.indexes
+        )
+        if definition.ttl_attribute:
+            assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": definition.ttl_attribute}
+
+
+def test_second_provision_makes_no_change_at_all(dynamodb, dev):
+    assert tables_admin.provision_tables(dynamodb, dev)
+    calls = []
+    dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    assert tables_admin.provision_tables(dynamodb, dev) == []
+    assert calls and all(name.startswith("Describe") for name in calls), calls
+
+
+def test_dry_run_changes_nothing(dynamodb, dev):
+    planned = tables_admin.provision_tables(dynamodb, dev, apply=False)
+    assert [str(c) for c in planned if c.creates_table] == [
+        f"{RUNS.table_name(dev)}: create table (3 indexes, on-demand, KMS-encrypted)",
+        f"{READINGS.table_name(dev)}: create table (2 indexes, on-demand, KMS-encrypted)",
+    ]
+    assert dynamodb.list_tables()["TableNames"] == []
+
+
+def test_existing_table_gets_missing_index_billing_ttl_and_recovery(dynamodb, dev):
+    """A table from an older definition: provisioned, one index short, no TTL, no PITR."""
+    name = READINGS.table_name(dev)
+    request = READINGS.create_table_request(name)
+    kept = request["GlobalSecondaryIndexes"][:1]
+    used = {k["AttributeName"] for k in request["KeySchema"] + kept[0]["KeySchema"]}
+    throughput = {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}
+    dynamodb.create_table(
+        **{
+            **request,
+            "BillingMode": "PROVISIONED",
+            "ProvisionedThroughput": throughput,
+            "AttributeDefinitions": [
+                a for a in request["AttributeDefinitions"] if a["AttributeName"] in used
+            ],
+            "GlobalSecondaryIndexes": [{**kept[0], "ProvisionedThroughput": throughput}],
+            "SSESpecification": tables_admin.SSE_SPECIFICATION,
+        }
+    )
+    changes = [c.description for c in tables_admin.provision_tables(dynamodb, dev) if c.table == name]
+    missing_index = request["GlobalSecondaryIndexes"][1]["IndexName"]
+    assert changes == [
+        "switch to on-demand billing",
+        f"add index {missing_index}",
+        "expire items by TTL on expiresAt",
+        "turn on point-in-time recovery",
+    ]
+    table, pitr, ttl = _describe(dynamodb, name)
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {i.name for i in READINGS.indexes}
+    assert pitr == "ENABLED" and ttl["TimeToLiveStatus"] == "ENABLED"
+    assert tables_admin.provision_tables(dynamodb, dev) == []
+
+
+def test_unencrypted_table_is_planned_for_kms_encryption(dynamodb, dev):
+    tables_admin.ensure_tables(dynamodb, dev)  # what `make run` creates: no KMS, no PITR
+    planned = {str(c) for c in tables_admin.provision_tables(dynamodb, dev, apply=False)}
+    for definition in ALL_TABLES:
+        assert f"{definition.table_name(dev)}: encrypt at rest with the AWS-managed KMS key" in planned
+        assert f"{definition.table_name(dev)}: turn on point-in-time recovery" in planned
+
+
+def test_ensure_tables_reports_only_what_it_created(dynamodb, dev):
+    assert tables_admin.ensure_tables(dynamodb, dev) == [d.table_name(dev) for d in ALL_TABLES]
+    assert tables_admin.ensure_tables(dynamodb, dev) == []
