@@ -1,0 +1,74 @@
+"""The dev stage packaged once per test session, both formats, with no AWS credentials."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS_BIN = ROOT / ".venv-tools" / "bin"
+STAGE = "dev"
+_NO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+@dataclass(frozen=True)
+class Packaged:
+    cloudformation: Path
+    terraform: Path
+    seconds: float
+
+    def template(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads((self.cloudformation / "sam.json").read_text())
+        return document
+
+    def tf(self, name: str) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads((self.terraform / name).read_text())
+        return document
+
+
+@cache
+def package_dev() -> Packaged:
+    from iot_playground.packaging import package_cloudformation, package_terraform
+
+    out = Path(tempfile.mkdtemp(prefix="iot-playground-package-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    saved = {name: os.environ.pop(name) for name in _NO_CREDENTIALS if name in os.environ}
+    saved_region = os.environ.pop("AWS_DEFAULT_REGION", None)
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.environ["AWS_CONFIG_FILE"] = str(out / "no-such-file")
+    started = time.perf_counter()
+    try:
+        package_cloudformation(STAGE, out / "cloudformation")
+        package_terraform(STAGE, out / "terraform")
+    finally:
+        os.environ.pop("AWS_SHARED_CREDENTIALS_FILE")
+        os.environ.pop("AWS_CONFIG_FILE")
+        os.environ.update(saved)
+        if saved_region is not None:
+            os.environ["AWS_DEFAULT_REGION"] = saved_region
+    return Packaged(out / "cloudformation", out / "terraform", time.perf_counter() - started)
+
+
+def tool(name: str) -> Path:
+    """A checker from .venv-tools (`make tools`); `make test` and CI always have them."""
+    path = TOOLS_BIN / name
+    if not path.exists():
+        message = f"{path.relative_to(ROOT)} missing: run `make tools`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def run_tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(tool(name)), *args], cwd=cwd, capture_output=True, text=True, timeout=300)

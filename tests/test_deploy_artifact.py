@@ -1,0 +1,144 @@
+"""The packaged deployment.zip serves API Gateway events from an interpreter that
+has only what the Lambda Python runtime has (the standard library and boto3).
+
+The DynamoDB it talks to is moto's server on loopback, running in this test
+process, so moto never enters the runtime interpreter."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from iot_playground.local_stack import start_dynamodb
+from iot_playground.stages import Stage
+from iot_playground.tables_admin import ensure_tables
+from tests.deploy_support import STAGE, package_dev
+
+DRIVER = Path(__file__).with_name("lambda_runtime_driver.py")
+
+
+def _distribution_closure(name: str) -> set[str]:
+    """`name` and everything it requires (unconditionally), as installed here."""
+    seen: set[str] = set()
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        key = current.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        for requirement in importlib.metadata.requires(current) or []:
+            if ";" in requirement and "extra ==" in requirement:
+                continue
+            match = re.match(r"[A-Za-z0-9_.\-]+", requirement)
+            assert match is not None
+            pending.append(match.group(0))
+    return seen
+
+
+def _runtime_interpreter(root: Path) -> Path:
+    """A venv with no pip and nothing installed but boto3 and its dependencies,
+    linked from this environment's site-packages (same versions, no download)."""
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
+    python = root / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    for distribution_name in _distribution_closure("boto3"):
+        distribution = importlib.metadata.distribution(distribution_name)
+        tops = {Path(str(f)).parts[0] for f in distribution.files or [] if not str(f).startswith("..")}
+        for top in tops:
+            source = Path(str(distribution.locate_file(top)))
+            if top.endswith(".py") or source.is_dir():
+                (site / top).symlink_to(source)
+    return python
+
+
+@pytest.fixture(scope="module")
+def dynamodb_endpoint() -> Iterator[str]:
+    endpoint, stop = start_dynamodb()
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    ensure_tables(client, Stage.load(STAGE).app_settings)
+    yield endpoint
+    stop()
+
+
+def test_packaged_zip_serves_api_events_with_only_the_runtime(tmp_path, dynamodb_endpoint):
+    packaged = package_dev()
+    archive = packaged.cloudformation / "deployment.zip"
+    code = tmp_path / "task"  # where Lambda unpacks a function's code
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(code)
+    python = _runtime_interpreter(tmp_path / "runtime")
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **Stage.load(STAGE).environment,
+        "PAGINATION_TOKEN_SECRET": "a-secret-of-at-least-thirty-two-characters",
+        "DYNAMODB_ENDPOINT": dynamodb_endpoint,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "iot-playground-dev",
+    }
+    result = subprocess.run(
+        [str(python), "-I", str(DRIVER), str(code)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"path"')]
+    calls = [line for line in lines if line["path"] != "schedule"]
+    assert [c["path"] for c in calls] == [
+        "/api/health",
+        "/api/runs/can-start",
+        "/api/runs/start",
+        "/api/sensors/data",
+        f"/api/runs/{calls[2]['body']['id']}/finish",
+    ]
+    for call in calls:
+        assert call["status"] == call["expected"], call
+    assert calls[0]["body"]["stage"] == STAGE
+    assert calls[1]["body"]["canStart"] is True
+    assert calls[3]["body"]["sensorId"] == "s1"
+    (schedule,) = [line for line in lines if line["path"] == "schedule"]
+    assert schedule["result"] == {"timedOut": 0}
+    assert schedule["chalice"].startswith(str(code))  # Chalice's runtime came from the zip
+
+    size = archive.stat().st_size
+    print(
+        f"\ndeployment.zip: {size} bytes ({size / 1024 / 1024:.2f} MiB), packaged in {packaged.seconds:.1f}s"
+    )
+    assert size < 10 * 1024 * 1024  # far below Lambda's 50 MiB zipped limit; keeps cold starts short
+
+    # The reading really is in the table, through the same fake DynamoDB.
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    readings = client.scan(TableName=Stage.load(STAGE).app_settings.readings_table)["Items"]
+    assert [item["sensorId"]["S"] for item in readings] == ["s1"]
+    assert sys.executable != str(python)

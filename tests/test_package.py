@@ -1,0 +1,257 @@
+"""`make package` / `make package-tf`: what the generated artifacts contain, and that
+cfn-lint and checkov accept the CloudFormation template."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from typing import Any
+
+import pytest
+
+from chalicelib.tables import ALL_TABLES, TableDefinition
+from iot_playground import cfn_template, iam
+from iot_playground.stages import Stage
+from iot_playground.tf_template import SECRET_VARIABLE
+from tests.deploy_support import STAGE, Packaged, package_dev, run_tool
+
+
+@pytest.fixture(scope="module")
+def packaged() -> Packaged:
+    return package_dev()
+
+
+@pytest.fixture(scope="module")
+def template(packaged: Packaged) -> dict[str, Any]:
+    return packaged.template()
+
+
+@pytest.fixture(scope="module")
+def stage() -> Stage:
+    return Stage.load(STAGE)
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def _create_request_from_cfn(properties: dict[str, Any]) -> dict[str, Any]:
+    keys = ("TableName", "BillingMode", "KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")
+    return {key: properties[key] for key in keys if key in properties}
+
+
+def _create_request_from_tf(block: dict[str, Any]) -> dict[str, Any]:
+    def key_schema(source: dict[str, Any]) -> list[dict[str, str]]:
+        schema = [{"AttributeName": source["hash_key"], "KeyType": "HASH"}]
+        if "range_key" in source:
+            schema.append({"AttributeName": source["range_key"], "KeyType": "RANGE"})
+        return schema
+
+    request: dict[str, Any] = {
+        "TableName": block["name"],
+        "BillingMode": block["billing_mode"],
+        "KeySchema": key_schema(block),
+        "AttributeDefinitions": [
+            {"AttributeName": a["name"], "AttributeType": a["type"]} for a in block["attribute"]
+        ],
+    }
+    if "global_secondary_index" in block:
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index["name"],
+                "KeySchema": key_schema(index),
+                "Projection": {"ProjectionType": index["projection_type"]},
+            }
+            for index in block["global_secondary_index"]
+        ]
+    return request
+
+
+def _expected(definition: TableDefinition, stage: Stage) -> dict[str, Any]:
+    return definition.create_table_request(definition.table_name(stage.app_settings))
+
+
+# ---- CloudFormation ---------------------------------------------------------
+
+
+def test_cfn_lint_finds_no_error(packaged):
+    result = run_tool("cfn-lint", "sam.json", cwd=packaged.cloudformation)
+    # cfn-lint's exit code is a bit mask: 1 fatal, 2 error (4 warning, 8 informational).
+    assert result.returncode & 0b11 == 0, result.stdout + result.stderr
+
+
+def test_checkov_leaves_no_failed_check_and_every_skip_has_a_reason(packaged):
+    result = run_tool(
+        "checkov",
+        *("-f", "sam.json", "--framework", "cloudformation", "--skip-download", "-o", "json"),
+        cwd=packaged.cloudformation,
+    )
+    report = json.loads(result.stdout)
+    summary = report["summary"]
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert summary["failed"] == 0, failed
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] > 20
+    for check in report["results"]["skipped_checks"]:
+        reason = check["check_result"].get("suppress_comment", "")
+        assert reason.strip() and "\n" not in reason, check["check_id"]
+
+
+def test_cfn_tables_are_the_module_definitions(template, stage):
+    tables = _of_type(template, "AWS::DynamoDB::Table")
+    assert set(tables) == {cfn_template.table_id(d) for d in ALL_TABLES}
+    for definition in ALL_TABLES:
+        resource = tables[cfn_template.table_id(definition)]
+        properties = resource["Properties"]
+        assert _create_request_from_cfn(properties) == _expected(definition, stage)
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert properties["SSESpecification"] == {"SSEEnabled": True}
+        ttl = properties.get("TimeToLiveSpecification")
+        assert ttl == (
+            {"AttributeName": definition.ttl_attribute, "Enabled": True} if definition.ttl_attribute else None
+        )
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_roles_name_tables_and_log_groups_through_the_stack(template, stage):
+    text = json.dumps(template)
+    assert "arn:aws:dynamodb" not in text and ":table/" not in text  # no hand-written table ARNs
+    roles = _of_type(template, "AWS::IAM::Role")
+    functions = {**_of_type(template, "AWS::Serverless::Function")}
+    assert len(roles) == len(functions) == len(stage.function_names())
+    for role in roles.values():
+        (policy,) = role["Properties"]["Policies"]
+        statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+        for definition in ALL_TABLES:
+            table = cfn_template.table_id(definition)
+            granted = set()
+            for statement in statements.values():
+                if {"Fn::GetAtt": [table, "Arn"]} in statement["Resource"]:
+                    granted |= set(statement["Action"])
+            assert granted == set(iam.DYNAMODB_ACTIONS[definition.logical_name])
+        assert statements["WriteOwnLogs"]["Resource"] == [
+            {"Fn::GetAtt": [cfn_template.log_group_id(f), "Arn"]} for f in stage.function_names()
+        ]
+        assert ("WriteTraces" in statements) is stage.xray
+
+
+def test_functions_are_named_as_chalice_deploy_names_them(template, stage, packaged):
+    names = {
+        r["Properties"]["FunctionName"] for r in _of_type(template, "AWS::Serverless::Function").values()
+    }
+    assert names == set(stage.function_names().values())
+    tf_functions = packaged.tf("chalice.tf.json")["resource"]["aws_lambda_function"]
+    assert {f["function_name"] for f in tf_functions.values()} == names
+    groups = {r["Properties"]["LogGroupName"]: r for r in _of_type(template, "AWS::Logs::LogGroup").values()}
+    assert set(groups) == {f"/aws/lambda/{name}" for name in names}
+    assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {stage.log_retention_days}
+
+
+def test_functions_take_stage_settings_and_the_secret_parameter(template, stage):
+    for function in _of_type(template, "AWS::Serverless::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert {k: v for k, v in variables.items() if k != "PAGINATION_TOKEN_SECRET"} == stage.environment
+        assert variables["PAGINATION_TOKEN_SECRET"] == {"Ref": cfn_template.SECRET_PARAMETER}
+        assert function["Properties"]["ReservedConcurrentExecutions"] >= 1
+    assert template["Parameters"][cfn_template.SECRET_PARAMETER]["NoEcho"] is True
+
+
+def test_api_stage_throttling_and_tracing_come_from_config(template, stage):
+    api = template["Resources"][cfn_template.REST_API_ID]["Properties"]
+    (settings,) = api["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == stage.throttling.rate_limit
+    assert settings["ThrottlingBurstLimit"] == stage.throttling.burst_limit
+    assert api["TracingEnabled"] is stage.xray
+    domain = template["Resources"][cfn_template.CUSTOM_DOMAIN_ID]["Properties"]
+    assert domain["DomainName"] == stage.settings["api_gateway_custom_domain"]["domain_name"]
+
+
+def test_alarms_watch_functions_api_and_tables(template, stage):
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm").values()
+    watched = set()
+    for alarm in alarms:
+        properties = alarm["Properties"]
+        if "MetricName" in properties:
+            dimensions = {d["Name"]: d["Value"] for d in properties["Dimensions"]}
+            watched.add((properties["MetricName"], json.dumps(dimensions, sort_keys=True)))
+        else:
+            for metric in properties["Metrics"]:
+                if "MetricStat" in metric:
+                    stat = metric["MetricStat"]["Metric"]
+                    watched.add((stat["MetricName"], json.dumps(stat["Dimensions"][0]["Value"])))
+    functions = {cfn_template.function_id(f) for f in stage.function_names()}
+    for function in functions:
+        assert ("Errors", json.dumps({"FunctionName": {"Ref": function}})) in watched
+    api = {"ApiName": stage.app_name, "Stage": stage.api_stage_name}
+    assert ("5XXError", json.dumps(api, sort_keys=True)) in watched
+    for definition in ALL_TABLES:
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+            assert (metric, json.dumps({"Ref": cfn_template.table_id(definition)})) in watched
+
+
+def test_outputs_give_api_url_and_table_names(template):
+    outputs = template["Outputs"]
+    assert "execute-api" in outputs["EndpointURL"]["Value"]["Fn::Sub"]
+    assert outputs["ApiUrl"]["Value"] == {"Fn::Sub": f"https://${{{cfn_template.CUSTOM_DOMAIN_ID}}}/"}
+    for definition in ALL_TABLES:
+        table = cfn_template.table_id(definition)
+        assert outputs[f"{table}Name"]["Value"] == {"Ref": table}
+
+
+def test_prod_merge_template_switches_tracing_on():
+    prod = Stage.load("prod")
+    assert prod.xray
+    merge = cfn_template.merge_template(prod)
+    api = merge["Resources"][cfn_template.REST_API_ID]
+    assert api["Properties"]["TracingEnabled"] is True
+    assert "CKV_AWS_73" not in json.dumps(api["Metadata"])
+    role = merge["Resources"][cfn_template.role_id("api_handler")]
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert any(s["Sid"] == "WriteTraces" for s in statements)
+
+
+def test_lambda_package_holds_the_app_and_its_runtime_dependencies_only(packaged):
+    with zipfile.ZipFile(packaged.cloudformation / "deployment.zip") as archive:
+        top = {name.split("/")[0] for name in archive.namelist()}
+    assert {"app.py", "chalicelib", "chalice", "msgspec", "aws_lambda_powertools"} <= top
+    assert not top & {"iot_playground", "tests", "boto3", "botocore", "moto", "pytest"}
+
+
+# ---- Terraform --------------------------------------------------------------
+
+
+def test_tf_tables_are_the_module_definitions(packaged, stage):
+    tables = packaged.tf("iot_playground.tf.json")["resource"]["aws_dynamodb_table"]
+    assert set(tables) == {d.logical_name for d in ALL_TABLES}
+    for definition in ALL_TABLES:
+        block = tables[definition.logical_name]
+        assert _create_request_from_tf(block) == _expected(definition, stage)
+        assert block["point_in_time_recovery"] == {"enabled": True}
+        assert block["server_side_encryption"] == {"enabled": True}
+        if definition.ttl_attribute:
+            assert block["ttl"] == {"attribute_name": definition.ttl_attribute, "enabled": True}
+
+
+def test_tf_overrides_scope_roles_to_the_tables_and_add_the_secret(packaged, stage):
+    chalice = packaged.tf("chalice.tf.json")["resource"]
+    override = packaged.tf("iot_playground_override.tf.json")["resource"]
+    extras = packaged.tf("iot_playground.tf.json")
+    assert set(override["aws_iam_role_policy"]) == set(chalice["aws_iam_role_policy"])
+    for role_policy in override["aws_iam_role_policy"].values():
+        policy = role_policy["policy"]
+        assert "arn:aws:dynamodb" not in policy
+        for definition in ALL_TABLES:
+            assert f"${{aws_dynamodb_table.{definition.logical_name}.arn}}" in policy
+        assert "${aws_cloudwatch_log_group." in policy
+    for key, function in override["aws_lambda_function"].items():
+        variables = function["environment"]["variables"]
+        assert variables["PAGINATION_TOKEN_SECRET"] == f"${{var.{SECRET_VARIABLE}}}"
+        assert {k: v for k, v in variables.items() if k != "PAGINATION_TOKEN_SECRET"} == stage.environment
+        assert key in chalice["aws_lambda_function"]
+    assert extras["variable"][SECRET_VARIABLE]["sensitive"] is True
+    settings = extras["resource"]["aws_api_gateway_method_settings"]["rest_api"]["settings"]
+    assert settings["throttling_rate_limit"] == stage.throttling.rate_limit
+    assert settings["throttling_burst_limit"] == stage.throttling.burst_limit
+    groups = extras["resource"]["aws_cloudwatch_log_group"]
+    assert {g["retention_in_days"] for g in groups.values()} == {stage.log_retention_days}
+    assert (packaged.terraform / "deployment.zip").stat().st_size > 0
