@@ -6,6 +6,7 @@ needs on top (on-demand billing, point-in-time recovery, KMS encryption at
 rest); `make tables STAGE=dev` runs it against the account in the environment:
 
     python -m iot_playground.tables_admin --stage dev [--dry-run]
+    python -m iot_playground.tables_admin --stage dev --delete   # the data goes too
 
 Each step looks first and changes only what differs, so a second run makes no
 call that changes anything, and says so.
@@ -216,12 +217,26 @@ def provision_tables(client: DynamoDBClient, settings: Settings, *, apply: bool 
     return reconcile(client, settings, durable=True, apply=apply)
 
 
+def delete_tables(client: DynamoDBClient, settings: Settings) -> list[str]:
+    """Delete the stage's tables and all their data (destroy.yml, when asked); returns those deleted."""
+    deleted = []
+    for definition in ALL_TABLES:
+        name = definition.table_name(settings)
+        if _exists(client, name):
+            client.delete_table(TableName=name)
+            client.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig={"Delay": 2})
+            deleted.append(name)
+    return deleted
+
+
 def main(argv: list[str] | None = None) -> int:
     from iot_playground.stages import DEPLOY_STAGES, Stage
 
     parser = argparse.ArgumentParser(description="Create or update a stage's DynamoDB tables.")
     parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
-    parser.add_argument("--dry-run", action="store_true", help="only say what would change")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--dry-run", action="store_true", help="only say what would change")
+    action.add_argument("--delete", action="store_true", help="delete the stage's tables and their data")
     parser.add_argument(
         "--endpoint-url",
         default=os.environ.get("DYNAMODB_ENDPOINT") or None,
@@ -235,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     client: DynamoDBClient = boto3.session.Session().client("dynamodb", endpoint_url=args.endpoint_url)
     names = ", ".join(definition.table_name(settings) for definition in ALL_TABLES)
     print(f"stage {args.stage}: tables {names} in {client.meta.region_name}", flush=True)
+    if args.delete:
+        deleted = delete_tables(client, settings)
+        print(f"deleted {', '.join(deleted)}" if deleted else "no changes: no table to delete")
+        return 0
     changes = provision_tables(client, settings, apply=not args.dry_run)
     for change in changes:
         print(f"{'would ' if args.dry_run else ''}{change}", flush=True)

@@ -117,3 +117,13 @@ def test_unencrypted_table_is_planned_for_kms_encryption(dynamodb, dev):
 def test_ensure_tables_reports_only_what_it_created(dynamodb, dev):
     assert tables_admin.ensure_tables(dynamodb, dev) == [d.table_name(dev) for d in ALL_TABLES]
     assert tables_admin.ensure_tables(dynamodb, dev) == []
+
+
+def test_delete_removes_only_the_stage_tables(dynamodb, dev, capsys):
+    tables_admin.ensure_tables(dynamodb, dev)
+    dynamodb.create_table(**RUNS.create_table_request("iot-playground-runs-prod"))
+    assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
+    assert "deleted iot-playground-runs-dev, iot-playground-readings-dev" in capsys.readouterr().out
+    assert dynamodb.list_tables()["TableNames"] == ["iot-playground-runs-prod"]
+    assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
+    assert "no changes" in capsys.readouterr().out
