@@ -262,10 +262,16 @@
       svg.append(svgElement("text", { x: left - 6, y: y(value) + 3, "text-anchor": "end", class: "axis" },
         label(value, vMax - vMin)));
     }
+    // Short spans get tenths of seconds, so that no two ticks read the same.
+    const tick = (at) => (tMax - tMin < 20000 ? `${clock(at)}.${Math.floor((at % 1000) / 100)}` : clock(at));
+    let previous = "";
     for (let i = 0; i <= 3; i += 1) {
       const at = tMin + ((tMax - tMin) * i) / 3;
+      const text = tick(at);
+      if (text === previous) continue;
+      previous = text;
       const anchor = i === 0 ? "start" : i === 3 ? "end" : "middle";
-      svg.append(svgElement("text", { x: x(at), y: height - 8, "text-anchor": anchor, class: "axis" }, clock(at)));
+      svg.append(svgElement("text", { x: x(at), y: height - 8, "text-anchor": anchor, class: "axis" }, text));
     }
     svg.append(svgElement("line", { x1: left, x2: left, y1: top, y2: height - bottom, stroke: "#c9ced8" }));
     svg.append(svgElement("line", {
