@@ -7,7 +7,8 @@ Source tables (the earlier Spring Boot backend's):
 
 Runs keep their ids. Statuses map to the API's: COMPLETED -> SUCCESS,
 CANCELED -> INTERRUPTED; a RUNNING run becomes INTERRUPTED (it holds no slot
-here). `grafana_url` is not copied: the API derives it from its own settings.
+here), with an error message that says so. `grafana_url` is not copied: the
+API derives it from its own settings.
 
 Readings and runs: the old `sensor_data` has no run column (the old backend
 never stored the link), and sensor ids like "sensor-3" are shared by every
@@ -56,7 +57,14 @@ if TYPE_CHECKING:
 CHECKPOINT_ID = "#migration-checkpoint"
 RUNS_SOURCE = "runs"
 READINGS_SOURCE = "sensor_data"
-STATUS_MAP = {"COMPLETED": "SUCCESS", "CANCELED": "INTERRUPTED", "CANCELLED": "INTERRUPTED"}
+STATUS_MAP = {
+    "COMPLETED": "SUCCESS",
+    "CANCELED": "INTERRUPTED",
+    "CANCELLED": "INTERRUPTED",
+    "RUNNING": "INTERRUPTED",
+}
+# Says why an imported run that never ended is INTERRUPTED (it can hold no slot here).
+STILL_RUNNING_MESSAGE = "still RUNNING in the old backend when it was migrated"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INTEGER_TYPES = {"int2", "int4", "int8", "numeric"}
 
@@ -235,7 +243,7 @@ def run_from_row(row: dict[str, Any]) -> Run | str:
     if not isinstance(duration, int):
         duration = max(1, ((finished_ms or started_ms) - started_ms) // 1000)
     interval = params.get("interval")
-    error = row.get("error_message")
+    error = row.get("error_message") or (STILL_RUNNING_MESSAGE if raw_status == "RUNNING" else None)
     return Run(
         id=run_id,
         username=str(row.get("username") or ANONYMOUS),
@@ -472,6 +480,6 @@ def render_summary(console: Console, summary: MigrationSummary, *, dry_run: bool
     console.print(table)
     for name, count in ((RUNS_SOURCE, summary.runs), (READINGS_SOURCE, summary.readings)):
         if count.resumed_after is not None:
-            console.print(f"{name}: went on after the checkpoint at id {count.resumed_after}")
+            console.print(f"{name}: resumed after the checkpoint at id {count.resumed_after}")
         for reason, number in sorted(count.skipped.items()):
             console.print(f"{name}: skipped {number} row(s): {reason}")

@@ -248,6 +248,8 @@ def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(
         assert run.started_ms == int(old["started"].replace(tzinfo=UTC).timestamp() * 1000)
         if old["status"] in ("FAILED", "CANCELED"):
             assert run.error_message == "Abandonnée par l'utilisateur"
+        if old["status"] == "RUNNING":
+            assert run.error_message == "still RUNNING in the old backend when it was migrated"
     # Imported runs are terminal: none of them holds a slot or shows as running.
     assert repository.count_running() == 0
     assert list(repository.iter_all(status="RUNNING")) == []
@@ -300,7 +302,7 @@ def test_an_interrupted_migration_resumes_without_duplicates(aws, old_database):
     # It went on from the checkpoint (after batch 2): batch 3 again, found there, then the rest.
     assert _summary_row(text, "runs") == [0, 0, 0, 0]
     assert _summary_row(text, "sensor_data") == [55, 35, 20, 0]
-    assert "sensor_data: went on after the checkpoint at id 40" in text
+    assert "sensor_data: resumed after the checkpoint at id 40" in text
     readings = _all_items(_readings_table())
     assert len(readings) == 95
     assert len({(item["pk"]["S"], item["sk"]["S"]) for item in readings}) == 95
