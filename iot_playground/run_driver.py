@@ -26,7 +26,7 @@ from iot_playground.api_client import (
     SlotStatus,
 )
 
-INTERRUPTED_MESSAGE = "Simulation interrupted from the command line (Ctrl-C)"
+INTERRUPTED_MESSAGE = "Simulation interrupted from the command line"
 SLOT_POLL_SECONDS = 1.0
 FINISH_TIMEOUT_SECONDS = 10.0
 
