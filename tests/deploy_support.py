@@ -43,19 +43,18 @@ def package_dev() -> Packaged:
 
     out = Path(tempfile.mkdtemp(prefix="iot-playground-package-"))
     atexit.register(shutil.rmtree, out, ignore_errors=True)
-    saved = {name: os.environ.pop(name) for name in _NO_CREDENTIALS if name in os.environ}
-    saved_region = os.environ.pop("AWS_DEFAULT_REGION", None)
+    saved = dict(os.environ)
+    for name in (*_NO_CREDENTIALS, "AWS_DEFAULT_REGION", "AWS_REGION"):
+        os.environ.pop(name, None)
+    # No credentials and no region anywhere: packaging must not need an account.
     os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.environ["AWS_CONFIG_FILE"] = str(out / "no-such-file")
     started = time.perf_counter()
     try:
         package_cloudformation(STAGE, out / "cloudformation")
         package_terraform(STAGE, out / "terraform")
     finally:
-        os.environ.pop("AWS_SHARED_CREDENTIALS_FILE")
-        os.environ.pop("AWS_CONFIG_FILE")
+        os.environ.clear()
         os.environ.update(saved)
-        if saved_region is not None:
-            os.environ["AWS_DEFAULT_REGION"] = saved_region
     return Packaged(out / "cloudformation", out / "terraform", time.perf_counter() - started)
 
 
