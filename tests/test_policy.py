@@ -185,7 +185,7 @@ def test_each_stage_policy_file_grants_exactly_the_calls(stage_name):
 
 
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)
-def test_no_data_action_on_every_resource(stage_name):
+def test_no_data_action_is_granted_on_all_resources(stage_name):
     stage = Stage.load(stage_name)
     policy = json.loads(stage.policy_file.read_text())
     function_groups = {
