@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from chalicelib import clock
 from chalicelib.errors import NotFound, RunNotRunning
+from chalicelib.logs import logger
 from chalicelib.runs import RUNNING, Run, RunRepository
 from chalicelib.schemas import RUN_ID_RE
 
@@ -41,7 +42,13 @@ class RunStatusCache:
             raise NotFound(f"run {run_id} not found")
         if run.status == RUNNING and run.is_overdue(self._grace, clock.now_ms()):
             _, timed_out = self._runs.end_overdue([run], self._grace)
-            run = timed_out[0] if timed_out else (self._runs.get(run_id) or run)
+            if timed_out:
+                run = timed_out[0]
+                logger.info(
+                    "run timed out", extra={"runId": run.id, "user": run.username, "status": run.status}
+                )
+            else:
+                run = self._runs.get(run_id) or run
             self.remember(run)
         if run.status != RUNNING:
             raise RunNotRunning(
