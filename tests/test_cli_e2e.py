@@ -195,7 +195,7 @@ def test_simulate_refuses_and_load_waits_when_no_slot_is_free(one_slot_stack, tm
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.5)
+        time.sleep(1.5)  # long enough for load to find no slot and start polling
         assert load.poll() is None, "load gave up instead of waiting for a slot"
     finally:
         http("POST", f"{api}/api/runs/{blocker['runId']}/finish", {"status": "SUCCESS"})
