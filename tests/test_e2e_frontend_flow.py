@@ -94,3 +94,29 @@ def test_errors_carry_cors_headers_and_json(local_stack):
     )
     assert status == 404 and body["error"] == "NotFound"
     assert headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
+
+
+def test_every_remaining_route_over_http(local_stack):
+    api = local_stack.base_url
+    assert http("GET", f"{api}/api/health")[1]["status"] == "ok"
+    run = http(
+        "POST", f"{api}/api/runs/start", {"params": {"sensorIds": ["s-1"], "duration": 30, "interval": 1}}
+    )[1]
+    try:
+        assert http("GET", f"{api}/api/runs/{run['id']}")[1] == run
+        assert run["id"] in [r["id"] for r in http("GET", f"{api}/api/runs/all")[1]]
+        batch = [
+            {"sensorId": "s-1", "temperature": 20.5, "humidity": 41.0},
+            {"sensorId": "s-1", "reading": 3.5},
+        ]
+        assert http("POST", f"{api}/sensors/data", batch, **{"X-Run-Id": run["id"]})[:2] == (
+            201,
+            {"ingested": 3},
+        )
+        alias = http("GET", f"{api}/sensors/data?runId={run['id']}&type=humidity")[1]
+        assert [(i["type"], i["reading"]) for i in alias["items"]] == [("humidity", 41.0)]
+        status, report, headers = http("GET", f"{api}/api/reports/download?runId={run['id']}", Accept="*/*")
+        assert status == 200 and headers["Content-Type"] == "application/zip" and report[:2] == b"PK"
+    finally:
+        http("POST", f"{api}/api/runs/{run['id']}/finish", {"status": "COMPLETED"})
+    assert http("GET", f"{api}/api/runs/{run['id']}")[1]["status"] == "SUCCESS"
