@@ -17,9 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 from iot_playground.stages import stage_environment
 
@@ -66,8 +69,6 @@ def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callabl
 
 
 def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
-    import boto3
-
     from chalicelib.settings import load_settings
     from iot_playground.tables_admin import ensure_tables
 
@@ -78,14 +79,21 @@ def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
     finally:
         os.environ.clear()
         os.environ.update(previous)
-    client = boto3.session.Session().client(
+    return ensure_tables(endpoint_client(endpoint, env), settings)
+
+
+def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
+    """A DynamoDB client for a local endpoint, with the given (dummy) credentials."""
+    import boto3
+
+    client: DynamoDBClient = boto3.session.Session().client(
         "dynamodb",
         endpoint_url=endpoint,
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    return ensure_tables(client, settings)
+    return client
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:

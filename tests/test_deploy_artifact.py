@@ -17,10 +17,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
-from iot_playground.local_stack import start_dynamodb
+from iot_playground.local_stack import endpoint_client, start_dynamodb
 from iot_playground.stages import Stage
 from iot_playground.tables_admin import ensure_tables
 from tests.deploy_support import STAGE, package_dev
@@ -73,13 +72,7 @@ def _runtime_interpreter(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def dynamodb_endpoint() -> Iterator[str]:
     endpoint, stop = start_dynamodb()
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    client = endpoint_client(endpoint)
     ensure_tables(client, Stage.load(STAGE).app_settings)
     yield endpoint
     stop()
@@ -132,13 +125,7 @@ def test_packaged_zip_serves_api_events_with_only_the_runtime(tmp_path, dynamodb
     assert size < 10 * 1024 * 1024  # far below Lambda's 50 MiB zipped limit; keeps cold starts short
 
     # The reading really is in the table, through the same fake DynamoDB.
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    client = endpoint_client(dynamodb_endpoint)
     readings = client.scan(TableName=Stage.load(STAGE).app_settings.readings_table)["Items"]
     assert [item["sensorId"]["S"] for item in readings] == ["s1"]
     assert sys.executable != str(python)
