@@ -10,6 +10,7 @@ A run past its deadline is refused, and timed out, without waiting for the sweep
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalicelib import clock
@@ -29,10 +30,18 @@ class _Entry:
 
 
 class RunStatusCache:
-    def __init__(self, runs: RunRepository, *, ttl_seconds: float, grace_seconds: int):
+    def __init__(
+        self,
+        runs: RunRepository,
+        *,
+        ttl_seconds: float,
+        grace_seconds: int,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self._runs = runs
         self._ttl = ttl_seconds
         self._grace = grace_seconds
+        self._monotonic = monotonic  # seconds; injectable so tests can step past the TTL
         self._entries: dict[str, _Entry] = {}
 
     def require_running(self, run_id: str) -> Run:
@@ -63,14 +72,14 @@ class RunStatusCache:
     def _store(self, run_id: str, run: Run | None) -> None:
         if len(self._entries) >= _MAX_ENTRIES:
             self._entries.clear()
-        self._entries[run_id] = _Entry(run, time.monotonic() + self._ttl)
+        self._entries[run_id] = _Entry(run, self._monotonic() + self._ttl)
 
     def forget(self, run_id: str) -> None:
         self._entries.pop(run_id, None)
 
     def _lookup(self, run_id: str) -> Run | None:
         entry = self._entries.get(run_id)
-        if entry is not None and entry.expires_at > time.monotonic():
+        if entry is not None and entry.expires_at > self._monotonic():
             return entry.run
         if not RUN_ID_RE.match(run_id):
             return None

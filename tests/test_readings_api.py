@@ -100,20 +100,27 @@ def test_unknown_run_is_404_and_ended_run_is_409(client):
 
 
 def test_run_ended_elsewhere_is_refused_once_the_cache_expires(client, monkeypatch):
+    """Over HTTP; tests/test_run_status_cache.py checks the bound itself, setting by setting."""
+    import functools
+
     from chalicelib import deps
     from chalicelib.aws import dynamodb_client
+    from chalicelib.run_status import RunStatusCache
     from chalicelib.runs import RunRepository
     from chalicelib.settings import get_settings
 
-    run = start_run(client)
+    now = [1000.0]
+    monkeypatch.setattr(deps, "RunStatusCache", functools.partial(RunStatusCache, monotonic=lambda: now[0]))
+    deps.run_status_cache.cache_clear()  # the app's cache, built again with the stepped clock
+    ttl = get_settings().run_status_cache_seconds
+    run = start_run(client)  # remembered as RUNNING at 1000.0
     assert post(client, {"sensorId": "s", "reading": 1}, run["id"])[0] == 201
     # Another container ends the run: this one's cache does not hear of it.
     other = RunRepository(dynamodb_client(), get_settings().runs_table, 5)
     other.end(run["id"], "SUCCESS")
+    now[0] = 1000.0 + ttl - 0.001
     assert post(client, {"sensorId": "s", "reading": 2}, run["id"])[0] == 201  # within the bound
-    monkeypatch.setattr(deps.run_status_cache(), "_ttl", 0.0)
-    deps.run_status_cache().forget(run["id"])
-    time.sleep(0.01)
+    now[0] = 1000.0 + ttl
     assert post(client, {"sensorId": "s", "reading": 3}, run["id"])[0] == 409
 
 
