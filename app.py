@@ -13,6 +13,7 @@ from chalicelib import clock, deps, grafana, logs, params, reports, viewer
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
+from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import ReadingQuery
 from chalicelib.schemas import (
@@ -31,6 +32,9 @@ from chalicelib.settings import get_settings
 from chalicelib.views import reading_view, run_view
 
 app = Chalice(app_name="iot-playground")
+# Chalice's defaults here; `chalice package`/`deploy` give API Gateway `*/*` as well, so the
+# report ZIP reaches browsers as bytes whatever their Accept header (see chalicelib/media_types.py).
+app.api.binary_types = app_binary_types()
 app.api.cors = CORSConfig(
     allow_origin=get_settings().cors_origin,
     allow_headers=["X-User", "X-Run-Id"],
