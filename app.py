@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
-from chalicelib import clock, deps, grafana, logs, params, reports, viewer
+from chalicelib import clock, deps, grafana, idempotency, logs, params, reports, retry, viewer
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
@@ -37,11 +36,9 @@ app = Chalice(app_name="iot-playground")
 app.api.binary_types = app_binary_types()
 app.api.cors = CORSConfig(
     allow_origin=get_settings().cors_origin,
-    allow_headers=["X-User", "X-Run-Id"],
+    allow_headers=["X-User", "X-Run-Id", idempotency.HEADER],
     max_age=600,
 )
-
-_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -52,35 +49,90 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
     )
 
 
+def error_response(error: ApiError) -> Response:
+    if error.status_code >= 500:
+        logger.error(error.message, extra={"error": error.code})
+    else:
+        logger.warning(error.message, extra={"error": error.code, "status": error.status_code})
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return json_response(error.body(), error.status_code, headers)
+
+
 def route(*paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200) -> Callable[..., Any]:
-    """`app.route` for JSON views: ApiError becomes its JSON answer, anything
-    unexpected a logged 500 without a stack trace in the body."""
+    """`app.route` for JSON views: ApiError becomes its JSON answer, DynamoDB still
+    refusing after the SDK's retries a 503 with Retry-After, anything else a logged
+    500 without a stack trace in the body. POSTs honour `Idempotency-Key`."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(view)
-        def handler(**kwargs: Any) -> Response:
+        def answer(kwargs: dict[str, Any]) -> Response:
             try:
                 result = view(**kwargs)
             except ApiError as error:
-                if error.status_code >= 500:
-                    logger.error(error.message, extra={"error": error.code})
-                else:
-                    logger.warning(error.message, extra={"error": error.code, "status": error.status_code})
-                return json_response(error.body(), error.status_code)
+                return error_response(error)
             except Exception as error:
-                code = getattr(error, "response", {}).get("Error", {}).get("Code")
-                if code in _THROTTLED:
-                    logger.warning("DynamoDB throttled the request", extra={"error": code})
-                    return json_response(Unavailable("busy, retry shortly").body(), 503, {"Retry-After": "1"})
+                if retry.is_transient(error):
+                    return error_response(Unavailable("DynamoDB is busy, retry shortly"))
                 logger.exception("unhandled error")
                 return json_response({"error": "InternalError", "message": "internal error"}, 500)
             return result if isinstance(result, Response) else json_response(result, status)
+
+        @functools.wraps(view)
+        def handler(**kwargs: Any) -> Response:
+            key = _request().headers.get(idempotency.HEADER.lower()) if "POST" in methods else None
+            if key is None:
+                return answer(kwargs)
+            return _answer_once(key, lambda: answer(kwargs))
 
         for path in paths:
             app.route(path, methods=list(methods), content_types=["application/json", "text/plain"])(handler)
         return handler
 
     return register
+
+
+def _answer_once(key: str, answer: Callable[[], Response]) -> Response:
+    """A keyed POST: claim the key, answer, and store a 2xx answer for re-sends (see idempotency.py)."""
+    request = _request()
+    store = deps.idempotency_store()
+    try:
+        outcome = store.claim(
+            route=f"{request.method} {request.context.get('resourcePath', '')}",
+            key=idempotency.validated_key(key),
+            request_fingerprint=idempotency.fingerprint(
+                request.context.get("path", ""),
+                request.headers.get("x-user", ""),
+                request.headers.get("x-run-id", ""),
+                _body(),
+            ),
+        )
+    except ApiError as error:
+        return error_response(error)
+    except Exception as error:
+        if not retry.is_transient(error):
+            raise
+        return error_response(Unavailable("DynamoDB is busy, retry shortly"))
+    if isinstance(outcome, idempotency.StoredResponse):
+        return Response(
+            body=outcome.body,
+            status_code=outcome.status_code,
+            headers={"Content-Type": outcome.content_type, idempotency.REPLAYED_HEADER: "true"},
+        )
+    reset = idempotency.activate(outcome)
+    try:
+        response = answer()
+    finally:
+        idempotency.deactivate(reset)
+    try:
+        if 200 <= response.status_code < 300 and isinstance(response.body, str):
+            content_type = str(response.headers.get("Content-Type", "application/json"))
+            stored = idempotency.StoredResponse(response.status_code, response.body, content_type)
+            store.complete(outcome, stored)
+        else:
+            store.release(outcome)
+    except Exception:
+        # The answer stands; a re-send after the lease is recognised by the derived ids.
+        logger.exception("could not record the answer to a keyed request")
+    return response
 
 
 def _request() -> Request:
@@ -186,8 +238,13 @@ def start_run() -> Any:
     sensor_ids = [str(s) for s in run_params.sensorIds]
     if len(set(sensor_ids)) != len(sensor_ids):
         raise ValidationFailed("sensorIds must not repeat")
+    claim = idempotency.current()
     run = deps.run_repository().start(
-        username=user, sensor_ids=sensor_ids, duration=run_params.duration, interval=run_params.interval
+        username=user,
+        sensor_ids=sensor_ids,
+        duration=run_params.duration,
+        interval=run_params.interval,
+        run_id=claim.derived_id() if claim else None,
     )
     deps.run_status_cache().remember(run)
     logger.info(
@@ -222,7 +279,8 @@ def list_runs() -> dict[str, Any]:
 @route("/api/runs/all")
 def all_runs() -> list[Any]:
     settings = get_settings()
-    return [run_view(run, settings) for run in deps.run_repository().iter_all()]
+    # The newest MAX_LISTED_RUNS: the whole history would outgrow a Lambda response.
+    return [run_view(run, settings) for run in deps.run_repository().newest()]
 
 
 @route("/api/runs/running")
@@ -238,7 +296,7 @@ def interrupt_all() -> dict[str, Any]:
     runs = deps.run_repository()
     cache = deps.run_status_cache()
     interrupted = 0
-    for run in list(runs.iter_all(status="RUNNING")):
+    for run in runs.newest(status="RUNNING"):
         try:
             runs.end(run.id, "INTERRUPTED", "interrupted by interrupt-all")
         except ApiError:
@@ -273,7 +331,13 @@ def finish_run(run_id: str) -> Any:
     message = request.errorMessage if request.errorMessage is not None else request.message
     if not RUN_ID_RE.match(run_id):
         raise NotFound(f"run {run_id} not found")
-    run = deps.run_repository().end(run_id.lower(), status, message if status == "FAILED" else None)
+    claim = idempotency.current()
+    run = deps.run_repository().end(
+        run_id.lower(),
+        status,
+        message if status == "FAILED" else None,
+        token=claim.derived_id() if claim else None,
+    )
     deps.run_status_cache().forget(run.id)
     logger.info("run finished", extra={"runId": run.id, "user": run.username, "status": status})
     return run_view(run, get_settings())
@@ -288,7 +352,15 @@ def post_readings() -> Any:
     user = params.user_header(request.headers)
     header_run_id = params.run_id_value(request.headers.get("x-run-id"), source="X-Run-Id")
     body: ReadingIn | list[ReadingIn] = decode(_body(), ReadingsBody)
-    ingested = parse_readings(body, user=user, header_run_id=header_run_id, received_ms=clock.now_ms())
+    claim = idempotency.current()
+    ingested = parse_readings(
+        body,
+        user=user,
+        header_run_id=header_run_id,
+        # A re-send of a keyed request stamps its readings as the first attempt did.
+        received_ms=claim.started_ms if claim else clock.now_ms(),
+        request_identity=claim.derived_id() if claim else None,
+    )
     stored = store(ingested, deps.reading_repository(), deps.run_status_cache())
     if ingested.single:
         return reading_view(ingested.readings[0])
@@ -332,7 +404,7 @@ def get_readings() -> dict[str, Any]:
 def download_report() -> Response:
     query = _query()
     run_id = params.run_id_value(query.get("runId"), source="runId")
-    runs = list(itertools.islice(deps.run_repository().iter_all(), reports.MAX_REPORT_RUNS))
+    runs = deps.run_repository().newest(limit=reports.MAX_REPORT_RUNS)
     files = {"runs.csv": reports.runs_csv(runs)}
     if run_id:
         files[f"readings-{run_id}.csv"] = reports.readings_csv(deps.reading_repository(), run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from chalicelib.aws import dynamodb_client
+from chalicelib.idempotency import IdempotencyStore
 from chalicelib.readings import ReadingRepository
 from chalicelib.run_status import RunStatusCache
 from chalicelib.runs import RunRepository
@@ -24,6 +25,11 @@ def reading_repository() -> ReadingRepository:
 
 
 @cache
+def idempotency_store() -> IdempotencyStore:
+    return IdempotencyStore(dynamodb_client(), get_settings().runs_table)
+
+
+@cache
 def run_status_cache() -> RunStatusCache:
     settings = get_settings()
     return RunStatusCache(
@@ -35,5 +41,12 @@ def run_status_cache() -> RunStatusCache:
 
 def reset() -> None:
     """Forget every cached client and repository (tests switch settings between cases)."""
-    for accessor in (run_repository, reading_repository, run_status_cache, dynamodb_client, get_settings):
+    for accessor in (
+        run_repository,
+        reading_repository,
+        idempotency_store,
+        run_status_cache,
+        dynamodb_client,
+        get_settings,
+    ):
         accessor.cache_clear()

@@ -12,6 +12,8 @@ class ConfigurationError(RuntimeError):
 class ApiError(Exception):
     status_code = 400
     code = "BadRequest"
+    # Seconds the client should wait before sending the request again, when it should.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, details: Any = None, extra: dict[str, Any] | None = None):
         super().__init__(message)
@@ -57,8 +59,22 @@ class RunNotRunning(ApiError):
     code = "RunNotRunning"
 
 
+class RequestInProgress(ApiError):
+    """Another attempt of the same keyed request is running."""
+
+    status_code = 409
+    code = "RequestInProgress"
+    retry_after = 1
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code = 422
+    code = "IdempotencyKeyReused"
+
+
 class Unavailable(ApiError):
     """DynamoDB kept refusing (throttling, contention): the client should retry."""
 
     status_code = 503
     code = "ServiceUnavailable"
+    retry_after = 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from chalicelib import clock, metrics
 from chalicelib.errors import ValidationFailed
 from chalicelib.params import run_id_value, timestamp_value
-from chalicelib.readings import Reading, ReadingRepository
+from chalicelib.readings import Reading, ReadingRepository, new_nonce
 from chalicelib.run_status import RunStatusCache
 from chalicelib.schemas import DEFAULT_READING_TYPE, MEASUREMENT_FIELDS, ReadingIn
 
@@ -22,23 +22,33 @@ class Ingested:
 
 
 def parse_readings(
-    body: ReadingIn | list[ReadingIn], *, user: str, header_run_id: str | None, received_ms: int
+    body: ReadingIn | list[ReadingIn],
+    *,
+    user: str,
+    header_run_id: str | None,
+    received_ms: int,
+    request_identity: str | None = None,
 ) -> Ingested:
+    """`request_identity` is the same for every attempt of one keyed request (Idempotency-Key):
+    readings stamped on arrival then get the same keys on a re-send, instead of random ones."""
     items = body if isinstance(body, list) else [body]
     readings: list[Reading] = []
     for position, item in enumerate(items):
         where = f"$[{position}]" if isinstance(body, list) else "$"
-        readings.extend(_readings_of(item, where, user, header_run_id, received_ms))
+        nonce = f"{request_identity}:{position}" if request_identity else new_nonce()
+        readings.extend(_readings_of(item, where, user, header_run_id, received_ms, nonce))
     single = not isinstance(body, list) and body.reading is not None
     return Ingested(readings, single)
 
 
 def _readings_of(
-    item: ReadingIn, where: str, user: str, header_run_id: str | None, received_ms: int
+    item: ReadingIn, where: str, user: str, header_run_id: str | None, received_ms: int, nonce: str
 ) -> list[Reading]:
     run_id = run_id_value(item.runId, source=f"{where}.runId") if item.runId else header_run_id
     timestamp = timestamp_value(item.timestamp, name=f"{where}.timestamp")
     at = received_ms if timestamp is None else timestamp
+    # A reading with a timestamp of its own is identified by its content: sent twice, stored once.
+    nonce = nonce if timestamp is None else ""
     sensor_id = str(item.sensorId)
     measured = [(name, getattr(item, name)) for name in MEASUREMENT_FIELDS if getattr(item, name) is not None]
     if item.reading is not None and measured:
@@ -56,19 +66,23 @@ def _readings_of(
     for name, value in measured:
         if value != 0 and abs(value) < _SMALLEST_MAGNITUDE:
             raise ValidationFailed(f"{where}: {name} {value!r} is too close to zero to store")
-    return [Reading(sensor_id, kind, float(value), at, run_id, user) for kind, value in measured]
+    return [Reading(sensor_id, kind, float(value), at, run_id, user, nonce) for kind, value in measured]
 
 
 def store(ingested: Ingested, repository: ReadingRepository, runs: RunStatusCache) -> int:
-    """Check the runs, write the readings, publish their metrics; returns how many were stored."""
-    for run_id in sorted({r.run_id for r in ingested.readings if r.run_id}):
+    """Check the runs, write the readings, publish their metrics; returns how many were stored.
+
+    Equal readings (same run, sensor, type, value, user and timestamp of their own)
+    are one reading: stored and counted once."""
+    readings = list(dict.fromkeys(ingested.readings))
+    for run_id in sorted({r.run_id for r in readings if r.run_id}):
         runs.require_running(run_id)
-    if len(ingested.readings) == 1:
-        repository.put(ingested.readings[0])
+    if len(readings) == 1:
+        repository.put(readings[0])
     else:
-        repository.put_many(ingested.readings)
+        repository.put_many(readings)
     metrics.publish(
-        (metrics.MeasuredReading(r.sensor_id, r.user, r.run_id, r.type, r.value) for r in ingested.readings),
+        (metrics.MeasuredReading(r.sensor_id, r.user, r.run_id, r.type, r.value) for r in readings),
         clock.now_ms(),
     )
-    return len(ingested.readings)
+    return len(readings)

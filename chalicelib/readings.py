@@ -1,13 +1,17 @@
 """Reading repository: one PutItem per reading, BatchWriteItem per 25 for batches.
 
-Keys are built so that no two readings collide (see `tables.py`): the sort key
-ends with 64 random bits, and single writes are conditional on the key being
-new, so even a collision is retried rather than overwriting.
+Every write is safe to repeat. A reading's sort key ends with a digest of its
+content (`reading_sort_key`): an SDK retry of a write whose answer was lost, or
+a client re-sending a batch after an error, writes the same item to the same key
+again, so it is stored once. Two different readings never share a key: any
+difference in type, value or user changes the digest, and a reading stamped on
+arrival (no timestamp of its own) also mixes in a nonce, random unless the
+request carried an Idempotency-Key.
 """
 
 from __future__ import annotations
 
-import random
+import hashlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -16,14 +20,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock
+from chalicelib import clock, paging, retry
 from chalicelib.errors import Unavailable
 from chalicelib.pagination import AttributeMap
 from chalicelib.tables import (
     NO_RUN,
-    READING_TTL_ATTRIBUTE,
+    READINGS,
     READINGS_BY_RUN_INDEX,
     READINGS_BY_SENSOR_INDEX,
+    TTL_ATTRIBUTE,
 )
 
 if TYPE_CHECKING:
@@ -32,10 +37,9 @@ if TYPE_CHECKING:
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
 # Imported readings end their sort key with this and their source row id instead of
-# random bits: the key is then the same on every import, so a rerun finds it.
-# Random suffixes are hex, so the '-' keeps the two kinds apart.
+# a digest: the key is then the same on every import, so a rerun finds it.
+# Digests are hex, so the '-' keeps the two kinds apart.
 IMPORTED_KEY_PREFIX = "import-"
-_BATCH_ATTEMPTS = 8
 # Sorts after '#', so "<to timestamp>~" includes every reading of that millisecond.
 _KEY_END = "~"
 
@@ -48,6 +52,18 @@ class Reading:
     timestamp_ms: int
     run_id: str | None
     user: str
+    # Set for readings stamped on arrival: two sends of equal content are then two readings.
+    nonce: str = ""
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
+
+
+def reading_sort_key(reading: Reading) -> str:
+    content = "\x1f".join((reading.type, _number(reading.value), reading.user, reading.nonce))
+    digest = hashlib.blake2b(content.encode(), digest_size=8).hexdigest()
+    return f"{clock.format_ms(reading.timestamp_ms)}#{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +103,10 @@ class ReadingRepository:
 
     def to_item(self, reading: Reading, key_suffix: str | None = None) -> dict[str, Any]:
         timestamp = clock.format_ms(reading.timestamp_ms)
+        sort_key = f"{timestamp}#{key_suffix}" if key_suffix else reading_sort_key(reading)
         item: dict[str, Any] = {
             "pk": {"S": f"{reading.run_id or NO_RUN}|{reading.sensor_id}"},
-            "sk": {"S": f"{timestamp}#{key_suffix or secrets.token_hex(8)}"},
+            "sk": {"S": sort_key},
             "sensorId": {"S": reading.sensor_id},
             "type": {"S": reading.type},
             "reading": {"N": _number(reading.value)},
@@ -100,47 +117,48 @@ class ReadingRepository:
             item["runId"] = {"S": reading.run_id}
         if self._ttl_seconds:
             # TTL counts from arrival, so late or back-dated readings still live their full span.
-            item[READING_TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self._ttl_seconds)}
+            item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self._ttl_seconds)}
         return item
 
     def put(self, reading: Reading) -> None:
-        for _ in range(3):
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=self.to_item(reading),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-                return
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-        raise Unavailable("could not find a free key for the reading")  # pragma: no cover
+        # Unconditional: the key is the reading's content, so writing it again rewrites
+        # the same reading (an SDK retry, a re-send) and never overwrites another.
+        self._client.put_item(TableName=self._table, Item=self.to_item(reading))
 
-    def put_many(self, readings: list[Reading]) -> int:
-        """Write all readings, 25 per request, retrying unprocessed ones with backoff.
+    def put_many(self, readings: Sequence[Reading]) -> int:
+        """Write all readings, 25 per request; returns how many distinct readings were stored.
 
-        Raises Unavailable (nothing hidden) if DynamoDB keeps refusing some."""
-        written = 0
-        for start in range(0, len(readings), BATCH_WRITE_LIMIT):
-            chunk = readings[start : start + BATCH_WRITE_LIMIT]
-            requests: list[dict[str, Any]] = [{"PutRequest": {"Item": self.to_item(r)}} for r in chunk]
-            self.write_batch(requests)
-            written += len(chunk)
-        return written
+        Equal readings in one request share a key: BatchWriteItem refuses a request
+        that repeats a key, and they are one reading anyway. If DynamoDB keeps
+        refusing, Unavailable says how many were stored; a re-send stores the rest."""
+        by_key = {(item["pk"]["S"], item["sk"]["S"]): item for item in map(self.to_item, readings)}
+        items = list(by_key.values())
+        stored = 0
+        try:
+            for start in range(0, len(items), BATCH_WRITE_LIMIT):
+                chunk = items[start : start + BATCH_WRITE_LIMIT]
+                stored += self.write_batch([{"PutRequest": {"Item": item}} for item in chunk])
+                if stored < start + len(chunk):
+                    break
+        except ClientError as error:
+            if not retry.is_transient(error):
+                raise
+        if stored < len(items):
+            raise Unavailable(
+                f"DynamoDB is busy: {stored} of {len(items)} readings stored; send the request again",
+                details={"stored": stored, "notStored": len(items) - stored},
+            )
+        return stored
 
-    def write_batch(self, requests: list[dict[str, Any]]) -> None:
+    def write_batch(self, requests: list[dict[str, Any]]) -> int:
+        """One BatchWriteItem with its unprocessed items retried; returns how many were written."""
         pending = requests
-        for attempt in range(_BATCH_ATTEMPTS):
+        for _ in retry.attempts():
             response = self._client.batch_write_item(RequestItems={self._table: pending})  # type: ignore[dict-item]
             pending = list(response.get("UnprocessedItems", {}).get(self._table, []))  # type: ignore[arg-type]
             if not pending:
-                return
-            time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random() / 2))
-        raise Unavailable(
-            f"DynamoDB did not accept {len(pending)} readings after {_BATCH_ATTEMPTS} attempts",
-            details={"unprocessed": len(pending)},
-        )
+                break
+        return len(requests) - len(pending)
 
     def put_imported(self, imported: Sequence[ImportedReading], *, dry_run: bool = False) -> int:
         """Write readings from another system unless already there; returns how many were
@@ -151,9 +169,9 @@ class ReadingRepository:
         new = [item for item in items if (item["pk"]["S"], item["sk"]["S"]) not in existing]
         if not dry_run:
             for start in range(0, len(new), BATCH_WRITE_LIMIT):
-                self.write_batch(
-                    [{"PutRequest": {"Item": item}} for item in new[start : start + BATCH_WRITE_LIMIT]]
-                )
+                chunk = new[start : start + BATCH_WRITE_LIMIT]
+                if self.write_batch([{"PutRequest": {"Item": item}} for item in chunk]) < len(chunk):
+                    raise Unavailable("DynamoDB kept refusing some imported readings")
         return len(new)
 
     def _existing_keys(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -171,23 +189,22 @@ class ReadingRepository:
                     "ConsistentRead": True,
                 }
             }
-            for attempt in range(_BATCH_ATTEMPTS):
+            for _ in retry.attempts():
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self._table, []):
                     found.add((item["pk"]["S"], item["sk"]["S"]))  # type: ignore[index]
                 request = response.get("UnprocessedKeys")
                 if not request:
                     break
-                time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random() / 2))
             else:
                 raise Unavailable("DynamoDB kept refusing to say which readings exist")
         return found
 
     def query(self, query: ReadingQuery, *, limit: int, start_key: AttributeMap | None) -> ReadingPage:
+        """Newest (or oldest) first; bounded work per call (see `paging`)."""
         names: dict[str, str] = {"#pk": "pk"}
         values: dict[str, Any] = {}
         index: str | None = None
-        filters: list[str] = []
         if query.run_id and query.sensor_id:
             values[":pk"] = {"S": f"{query.run_id}|{query.sensor_id}"}
         elif query.run_id:
@@ -198,6 +215,9 @@ class ReadingRepository:
             values[":pk"] = {"S": query.sensor_id}
         else:  # pragma: no cover - the route requires one of them
             raise ValueError("a reading query needs a run id or a sensor id")
+        if query.from_ms is not None and query.to_ms is not None and query.from_ms > query.to_ms:
+            # DynamoDB refuses a BETWEEN whose bounds are reversed; nothing can match anyway.
+            return ReadingPage([], None)
 
         key_condition = "#pk = :pk"
         if query.from_ms is not None and query.to_ms is not None:
@@ -212,33 +232,28 @@ class ReadingRepository:
             values[":from"] = {"S": clock.format_ms(query.from_ms)}
         if query.to_ms is not None:
             values[":to"] = {"S": clock.format_ms(query.to_ms) + _KEY_END}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": query.order == "asc",
+        }
+        if index:
+            request["IndexName"] = index
         if query.type:
             names["#type"] = "type"
             values[":type"] = {"S": query.type}
-            filters.append("#type = :type")
-
-        readings: list[Reading] = []
-        key = start_key
-        while True:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "KeyConditionExpression": key_condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-                "ScanIndexForward": query.order == "asc",
-                "Limit": limit - len(readings),
-            }
-            if index:
-                request["IndexName"] = index
-            if filters:
-                request["FilterExpression"] = " AND ".join(filters)
-            if key:
-                request["ExclusiveStartKey"] = key
-            response = self._client.query(**request)
-            readings.extend(_item_to_reading(item) for item in response.get("Items", []))
-            key = response.get("LastEvaluatedKey")  # type: ignore[assignment]
-            if not key or len(readings) >= limit:
-                return ReadingPage(readings, key)
+            request["FilterExpression"] = "#type = :type"
+        page = paging.query_page(
+            self._client,
+            request,
+            limit=limit,
+            start_key=start_key,
+            key_attributes=READINGS.page_key_attributes(index),
+            parse=_item_to_reading,
+        )
+        return ReadingPage(page.items, page.last_key)
 
 
 def _item_to_reading(item: dict[str, Any]) -> Reading:

@@ -11,21 +11,20 @@ exactly once however many callers race.
 from __future__ import annotations
 
 import contextlib
-import random
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock
+from chalicelib import clock, paging, retry
 from chalicelib.errors import NotFound, RunLimitReached, RunNotRunning, Unavailable
 from chalicelib.pagination import AttributeMap
 from chalicelib.tables import (
     RUN_ENTITY,
     RUN_SLOTS_ID,
+    RUNS,
     RUNS_BY_START_INDEX,
     RUNS_BY_STATUS_INDEX,
     RUNS_BY_USER_INDEX,
@@ -36,7 +35,11 @@ if TYPE_CHECKING:
 
 RUNNING = "RUNNING"
 TERMINAL_STATUSES = ("SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT")
-_TRANSACTION_ATTEMPTS = 8
+# The most runs one request lists: the RUNNING ones are at most the run limit, and a
+# list of the whole history (`/api/runs/all`, the report) shows the newest ones.
+MAX_LISTED_RUNS = 1000
+# The attribute where the request that ended a run leaves its token (see `end`).
+_END_TOKEN = "endToken"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +106,6 @@ def _cancellation_codes(error: ClientError) -> list[str]:
     return [str(reason.get("Code") or "None") for reason in reasons]
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(min(0.5, 0.01 * 2**attempt) * random.random())
-
-
 class RunRepository:
     def __init__(self, client: DynamoDBClient, table_name: str, max_concurrent_runs: int):
         self._client = client
@@ -160,42 +159,49 @@ class RunRepository:
         elif status is not None:
             index, names["#pk"], values[":pk"] = RUNS_BY_STATUS_INDEX, "status", {"S": status}
 
-        runs: list[Run] = []
-        key = start_key
-        while True:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": index,
-                "KeyConditionExpression": "#pk = :pk",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-                "ScanIndexForward": False,
-                "Limit": limit - len(runs),
-            }
-            if filter_expression:
-                request["FilterExpression"] = filter_expression
-            if key:
-                request["ExclusiveStartKey"] = key
-            response = self._client.query(**request)
-            runs.extend(item_to_run(item) for item in response.get("Items", []))
-            key = response.get("LastEvaluatedKey")  # type: ignore[assignment]
-            if not key or len(runs) >= limit:
-                return RunPage(runs, key)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if filter_expression:
+            request["FilterExpression"] = filter_expression
+        page = paging.query_page(
+            self._client,
+            request,
+            limit=limit,
+            start_key=start_key,
+            key_attributes=RUNS.page_key_attributes(index),
+            parse=item_to_run,
+        )
+        return RunPage(page.items, page.last_key)
 
-    def iter_all(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Run]:
-        key: AttributeMap | None = None
-        while True:
-            page = self.page(limit=page_size, start_key=key, status=status)
-            yield from page.runs
-            if page.last_key is None:
-                return
-            key = page.last_key
+    def newest(self, *, status: str | None = None, limit: int | None = None) -> list[Run]:
+        """The newest `limit` (default MAX_LISTED_RUNS) runs with that status: one page, so bounded work."""
+        return self.page(limit=limit or MAX_LISTED_RUNS, status=status).runs
 
     # ---- state changes ----------------------------------------------------
 
-    def start(self, *, username: str, sensor_ids: list[str], duration: int, interval: int) -> Run:
+    def start(
+        self,
+        *,
+        username: str,
+        sensor_ids: list[str],
+        duration: int,
+        interval: int,
+        run_id: str | None = None,
+    ) -> Run:
+        """Create a RUNNING run and take its slot, in one transaction.
+
+        Safe to repeat: the run id is new for every call (or derived from the
+        request's Idempotency-Key), so finding that id already stored means an
+        earlier attempt of this same call went through (its answer was lost, and
+        the SDK or the client sent it again): that run is the answer."""
         run = Run(
-            id=str(uuid.uuid4()),
+            id=run_id or str(uuid.uuid4()),
             username=username,
             status=RUNNING,
             started_ms=clock.now_ms(),
@@ -225,29 +231,47 @@ class RunRepository:
                 }
             },
         ]
-        codes = self._transact(items)
+        codes = self._transact(items, before_retry=self._refuse_when_full)
         if codes is None:
             return run
+        if codes[1] == "ConditionalCheckFailed":
+            stored = self.get(run.id)
+            if stored is not None:
+                return stored
         if codes[0] == "ConditionalCheckFailed":
-            running = self.count_running()
+            self._refuse_when_full()
+        raise Unavailable("could not start the run, try again")
+
+    def _refuse_when_full(self) -> None:
+        """RunLimitReached if every slot is taken. Read before retrying a start that
+        conflicted: once the house is full, the other starts waiting end at once
+        instead of contending for the slot item until they run out of attempts."""
+        running = self.count_running()
+        if running >= self._max:
             raise RunLimitReached(
                 f"{running}/{self._max} runs are running: no slot available",
                 extra={"currentRunning": running, "maxAllowed": self._max},
             )
-        raise Unavailable("could not start the run, try again")
 
-    def end(self, run_id: str, status: str, error_message: str | None = None) -> Run:
+    def end(
+        self, run_id: str, status: str, error_message: str | None = None, *, token: str | None = None
+    ) -> Run:
         """Move a RUNNING run to a terminal status and give its slot back.
 
         NotFound if there is no such run; RunNotRunning if it already ended
-        (whoever ended it first gave the slot back)."""
+        (whoever ended it first gave the slot back). The transaction leaves this
+        call's token on the run: if the condition fails because an earlier attempt
+        of this same call went through (answer lost, request sent again), the token
+        is ours and the ended run is the answer. `token` is derived from the
+        request's Idempotency-Key when it has one, so a client re-send is recognised too."""
         now = clock.now_ms()
         values: dict[str, Any] = {
             ":new": {"S": status},
             ":running": {"S": RUNNING},
             ":finished": {"S": clock.format_ms(now)},
+            ":token": {"S": token or uuid.uuid4().hex},
         }
-        update = "SET #status = :new, finishedAt = :finished"
+        update = f"SET #status = :new, finishedAt = :finished, {_END_TOKEN} = :token"
         if error_message is not None:
             update += ", errorMessage = :error"
             values[":error"] = {"S": error_message}
@@ -278,9 +302,14 @@ class RunRepository:
                 raise NotFound(f"run {run_id} not found")
             return run
         if codes[0] == "ConditionalCheckFailed":
-            existing = self.get(run_id)
-            if existing is None:
+            item = self._client.get_item(
+                TableName=self._table, Key={"id": {"S": run_id}}, ConsistentRead=True
+            ).get("Item")
+            if not item or "entity" not in item:
                 raise NotFound(f"run {run_id} not found")
+            existing = item_to_run(item)
+            if item.get(_END_TOKEN) == values[":token"]:
+                return existing
             raise RunNotRunning(
                 f"run {run_id} is {existing.status}, not RUNNING",
                 extra={"status": existing.status},
@@ -306,7 +335,7 @@ class RunRepository:
         """All RUNNING runs, newest first, after timing out the overdue ones.
 
         Returns (still running, timed out). Bounded by the run limit, not by history."""
-        return self.end_overdue(list(self.iter_all(status=RUNNING)), grace_seconds)
+        return self.end_overdue(self.newest(status=RUNNING), grace_seconds)
 
     def put_imported(self, run: Run) -> bool:
         """Write a run from another system unless it exists already. Returns True if written.
@@ -326,27 +355,36 @@ class RunRepository:
             raise
         return True
 
-    def _transact(self, items: list[dict[str, Any]]) -> list[str] | None:
+    def _transact(
+        self, items: list[dict[str, Any]], before_retry: Callable[[], None] | None = None
+    ) -> list[str] | None:
         """Run a transaction; None on success, else the per-item cancellation codes.
 
         Concurrent transactions on the slot item conflict on DynamoDB; those are
-        retried with jittered backoff rather than reported."""
-        for attempt in range(_TRANSACTION_ATTEMPTS):
+        retried with backoff rather than reported (Unavailable once the attempts
+        run out). Each attempt carries its own ClientRequestToken, so on DynamoDB
+        an SDK retry of an attempt that went through succeeds without applying it
+        twice; the callers do not rely on it (moto ignores it) and recognise their
+        own earlier write instead."""
+        for attempt in retry.attempts():
+            if attempt and before_retry:
+                before_retry()
             try:
-                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                self._client.transact_write_items(
+                    TransactItems=items,  # type: ignore[arg-type]
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
                 return None
             except ClientError as error:
                 code = error.response["Error"]["Code"]
                 if code == "TransactionConflictException":
-                    _backoff(attempt)
                     continue
                 if code != "TransactionCanceledException":
                     raise
                 codes = _cancellation_codes(error)
-                if "ConditionalCheckFailed" in codes:
-                    return codes
-                if "TransactionConflict" in codes or "ThrottlingError" in codes:
-                    _backoff(attempt)
+                if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
+                    continue
+                if "ThrottlingError" in codes:
                     continue
                 return codes
-        return ["TransactionConflict"]
+        raise Unavailable("DynamoDB is busy with other changes to the same runs, retry shortly")

@@ -4,14 +4,18 @@ deployment templates are all generated from.
 Runs
     One item per run, keyed by ``id``. A second kind of item, ``RUN_SLOTS_ID``,
     holds the number of RUNNING runs; start/finish transactions move it, which is
-    how the global limit holds under concurrency. The three indexes are sparse
-    (the slot item carries none of their keys) and each serves one list.
+    how the global limit holds under concurrency. A third kind, keyed
+    ``IDEMPOTENCY_PREFIX + <digest>``, remembers requests sent with an
+    ``Idempotency-Key`` (see ``idempotency.py``) and expires by TTL. The three
+    indexes are sparse (only run items carry their keys) and each serves one list.
 
 Readings
-    Key ``pk = "<runId or ->|<sensorId>"`` and ``sk = "<ISO timestamp>#<random>"``:
-    time-ordered per run and sensor, and two readings never share a key even in
-    the same millisecond. ``readings-by-run`` and ``readings-by-sensor`` serve the
-    queries that name only one of the two.
+    Key ``pk = "<runId or ->|<sensorId>"`` and ``sk = "<ISO timestamp>#<digest>"``:
+    time-ordered per run and sensor. The digest is taken over the reading's
+    content (see ``readings.reading_sort_key``), so a re-sent reading lands on its
+    own key and is stored once, while two different readings never share a key.
+    ``readings-by-run`` and ``readings-by-sensor`` serve the queries that name
+    only one of the two.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ READINGS_BY_SENSOR_INDEX = "readings-by-sensor"
 # the whole history of the playground is one time-ordered list).
 RUN_ENTITY = "RUN"
 RUN_SLOTS_ID = "#running-slots"
-READING_TTL_ATTRIBUTE = "expiresAt"
+IDEMPOTENCY_PREFIX = "#request#"
+TTL_ATTRIBUTE = "expiresAt"
 NO_RUN = "-"
 
 
@@ -54,6 +59,14 @@ class TableDefinition:
     attribute_types: dict[str, KeyType]
     indexes: tuple[Index, ...] = ()
     ttl_attribute: str | None = None
+
+    def page_key_attributes(self, index_name: str | None = None) -> tuple[str, ...]:
+        """The attributes of a LastEvaluatedKey: the table's key, plus the index's when querying one."""
+        names = [self.partition_key, self.sort_key]
+        for index in self.indexes:
+            if index.name == index_name:
+                names = [index.partition_key, index.sort_key, *names]
+        return tuple(dict.fromkeys(n for n in names if n is not None))
 
     def table_name(self, settings: Settings) -> str:
         return settings.runs_table if self.logical_name == "runs" else settings.readings_table
@@ -107,6 +120,7 @@ RUNS = TableDefinition(
         Index(RUNS_BY_STATUS_INDEX, "status", "startedAt"),
         Index(RUNS_BY_USER_INDEX, "username", "startedAt"),
     ),
+    ttl_attribute=TTL_ATTRIBUTE,
 )
 
 READINGS = TableDefinition(
@@ -118,7 +132,7 @@ READINGS = TableDefinition(
         Index(READINGS_BY_RUN_INDEX, "runId", "sk"),
         Index(READINGS_BY_SENSOR_INDEX, "sensorId", "sk"),
     ),
-    ttl_attribute=READING_TTL_ATTRIBUTE,
+    ttl_attribute=TTL_ATTRIBUTE,
 )
 
 ALL_TABLES: tuple[TableDefinition, ...] = (RUNS, READINGS)

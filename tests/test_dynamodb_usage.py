@@ -99,7 +99,7 @@ def test_readings_dynamodb_never_accepts_are_reported_not_dropped(aws, client):
     deps.reading_repository()._client = Refusing()  # type: ignore[assignment]
     code, body = post_reading(client, run["id"], [{"sensorId": "s", "reading": 1}] * 3)
     assert code == 503
-    assert body["error"] == "ServiceUnavailable" and body["details"] == {"unprocessed": 3}
+    assert body["error"] == "ServiceUnavailable" and body["details"] == {"stored": 0, "notStored": 3}
 
 
 def test_polling_routes_do_not_grow_with_history(client, calls):

@@ -252,7 +252,7 @@ def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(
             assert run.error_message == "still RUNNING in the old backend when it was migrated"
     # Imported runs are terminal: none of them holds a slot or shows as running.
     assert repository.count_running() == 0
-    assert list(repository.iter_all(status="RUNNING")) == []
+    assert repository.newest(status="RUNNING") == []
 
     readings = _all_items(_readings_table())
     assert len(readings) == 120
@@ -315,7 +315,7 @@ def test_dry_run_writes_nothing_and_counts_what_it_would(aws, old_database):
     assert _summary_row(output, "runs") == [2, 2, 0, 0]
     assert _summary_row(output, "sensor_data") == [10, 10, 0, 0]
     assert _all_items(_readings_table()) == []
-    assert list(_run_repository().iter_all()) == []
+    assert _run_repository().newest() == []
     # No checkpoint either: the real migration then reads everything.
     code, output = _invoke("--postgres", old_database)
     assert _summary_row(output, "sensor_data") == [10, 10, 0, 0]
