@@ -8,6 +8,12 @@ fields: the Grafana dashboard's error panel selects a run's lines by `runId`.
 
 The context comes from the request's headers and path alone (no body parsing,
 no I/O), so binding it costs microseconds per request.
+
+It is held per request: Powertools' thread-safe keys live in a context variable,
+and `chalice local` serves each request on a thread of its own (Lambda runs one at
+a time), so concurrent requests never see each other's keys. The logger's global
+keys (`logger.append_keys`, `clear_state`) are shared by every thread and are left
+alone after start-up: `service` and `stage` only, set when the logger is built.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ def bind_request(
     query: Mapping[str, str] | None,
     lambda_context: Any,
 ) -> None:
-    """Replace the previous request's log context with this request's.
+    """Replace the previous log context of this thread with this request's.
 
     `context` is API Gateway's requestContext. A run named in the path, the
     X-Run-Id header or the `runId` query parameter, and the X-User header, are
@@ -60,8 +66,7 @@ def bind_request(
     user = headers.get("x-user")
     if user and USER_RE.match(user):
         keys[USER] = user
-    logger.clear_state()
-    logger.append_keys(**keys)
+    _bind(keys)
 
 
 def bind_invocation(lambda_context: Any) -> None:
@@ -70,13 +75,19 @@ def bind_invocation(lambda_context: Any) -> None:
     request_id = getattr(lambda_context, "aws_request_id", None)
     if request_id:
         keys[REQUEST_ID] = request_id
-    logger.clear_state()
-    logger.append_keys(**keys)
+    _bind(keys)
 
 
 def clear() -> None:
-    """Forget the finished request's context (the container outlives it)."""
-    logger.clear_state()
+    """Forget the finished request's context (the container, and the thread, outlive it)."""
+    logger.thread_safe_clear_keys()
+
+
+def _bind(keys: dict[str, Any]) -> None:
+    # Thread-safe keys only: they are this thread's (a context variable). Never
+    # `clear_state` per request: it rebuilds the keys every thread's lines share.
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(**keys)
 
 
 def _run_id(*candidates: str | None) -> str | None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -170,3 +173,95 @@ def test_binding_the_context_costs_microseconds():
         logs.clear()
     per_request = (time.perf_counter() - started) / rounds
     assert per_request < 200e-6  # about 10 µs here; the bound leaves room for slow CI machines
+
+
+# ---- one context per request, under `chalice local`'s threads ---------------
+
+
+def _request_context(index: int) -> dict[str, Any]:
+    return {
+        "context": {
+            "requestId": f"request-{index}",
+            "resourcePath": f"/api/route-{index}",
+            "httpMethod": "GET",
+        },
+        "headers": {"x-user": f"user-{index}", "x-run-id": str(uuid.UUID(int=index, version=4))},
+        "path_params": None,
+        "query": None,
+        "lambda_context": None,
+    }
+
+
+def _expected_keys(index: int) -> dict[str, str]:
+    return {
+        "requestId": f"request-{index}",
+        "route": f"GET /api/route-{index}",
+        "user": f"user-{index}",
+        "runId": str(uuid.UUID(int=index, version=4)),
+    }
+
+
+CONTEXT_KEYS = ("requestId", "lambdaRequestId", "route", "user", "runId")
+
+
+def test_concurrent_requests_each_log_their_own_context(log_lines):
+    """Threads bind different requests, then log in lock-step rounds, so every line is
+    written while every other request is bound; then one request ends while the
+    others go on. Each line carries its own request's keys, and only those."""
+    threads, rounds = 4, 5
+    step = threading.Barrier(threads, timeout=10)
+    first_done = threading.Event()
+
+    def request(index: int) -> None:
+        logs.bind_request(**_request_context(index))
+        step.wait()  # every request is bound before anyone logs
+        for round_ in range(rounds):
+            logs.logger.info("working", extra={"worker": index, "round": round_})
+            step.wait()
+        if index == 0:
+            logs.clear()  # this request ends: the others' contexts must survive it
+            logs.logger.info("after clear", extra={"worker": index})
+            first_done.set()
+        else:
+            assert first_done.wait(timeout=10)
+            logs.logger.info("still working", extra={"worker": index})
+            logs.clear()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(request, index) for index in range(threads)]:
+            future.result()
+
+    lines = log_lines()
+    assert len(lines) == threads * (rounds + 1)
+    for line in lines:
+        if line["message"] == "after clear":
+            assert not set(CONTEXT_KEYS) & line.keys(), line
+        else:
+            assert {key: line.get(key) for key in _expected_keys(0)} == _expected_keys(line["worker"]), line
+            assert "lambdaRequestId" not in line
+            assert line["stage"] == "test"
+
+
+def test_clear_forgets_the_request_context(log_lines):
+    logs.bind_request(**_request_context(7))
+    logs.logger.info("bound")
+    logs.clear()
+    logs.logger.info("cleared")
+    bound, cleared = log_lines()
+    assert {key: bound.get(key) for key in _expected_keys(7)} == _expected_keys(7)
+    assert not set(CONTEXT_KEYS) & cleared.keys(), cleared
+    assert cleared["service"] == logs.SERVICE and cleared["stage"] == "test"  # the logger's own keys stay
+    assert logs.logger.thread_safe_get_current_keys() == {}
+
+
+def test_binding_replaces_the_previous_context_of_the_thread(log_lines):
+    """Lambda reuses its thread: a request naming no run and no user carries neither."""
+    logs.bind_request(**_request_context(8))
+    logs.bind_request(
+        context={"requestId": "next"}, headers={}, path_params=None, query=None, lambda_context=None
+    )
+    logs.logger.info("next")
+    logs.clear()
+    (line,) = log_lines()
+    assert line["requestId"] == "next"
+    assert not {"route", "user", "runId", "lambdaRequestId"} & line.keys(), line
