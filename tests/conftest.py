@@ -15,10 +15,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from iot_playground.local_stack import free_port, wait_for_http
+
+if TYPE_CHECKING:
+    from tests.dynamodb_faults import DynamoDBFaults, MotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +116,48 @@ class LocalStack:
 def local_stack() -> Iterator[LocalStack]:
     with LocalStack() as stack:
         yield stack
+
+
+# Fault injection over moto's server (tests/dynamodb_faults.py): `dynamodb_faults`
+# gives the app's tables with the layer on the app's client, `faulty_client` the app on it.
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's server on loopback, shared by the session; `dynamodb_faults` resets it per test."""
+    from tests.dynamodb_faults import MotoServer
+
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def dynamodb_faults(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBFaults]:
+    """The app's tables on the moto server, with `DynamoDBFaults` on the app's client.
+
+    Not `mock_aws`: in-process moto would answer each request again after the layer."""
+    from chalicelib import deps
+    from chalicelib.aws import dynamodb_client
+    from chalicelib.settings import get_settings
+    from iot_playground.tables_admin import ensure_tables
+    from tests.dynamodb_faults import DynamoDBFaults
+
+    moto_server.reset()
+    monkeypatch.setenv("DYNAMODB_ENDPOINT", moto_server.endpoint)
+    deps.reset()
+    ensure_tables(dynamodb_client(), get_settings())
+    layer = DynamoDBFaults().install(dynamodb_client())
+    yield layer
+    layer.uninstall()
+    deps.reset()
+
+
+@pytest.fixture
+def faulty_client(dynamodb_faults: DynamoDBFaults) -> Iterator[object]:
+    """A `chalice.test.Client` over the app, whose DynamoDB calls go through `dynamodb_faults`."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app) as chalice_client:
+        yield chalice_client
