@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
@@ -135,8 +136,13 @@ def _answer_once(key: str, answer: Callable[[], Response]) -> Response:
     return response
 
 
+# Chalice keeps the request on the app object, which `chalice local`'s threads share;
+# each request's own object is kept per context by the middleware below.
+_current_request: ContextVar[Request | None] = ContextVar("current_request", default=None)
+
+
 def _request() -> Request:
-    request = app.current_request
+    request = _current_request.get() or app.current_request
     assert request is not None  # set by Chalice for every HTTP invocation
     return request
 
@@ -164,9 +170,11 @@ def request_context(request: Request, get_response: Callable[[Request], Response
         lambda_context=request.lambda_context,
     )
     grafana.set_viewer_base(viewer.public_base_url(request.headers, request.context))
+    current = _current_request.set(request)
     try:
         return get_response(request)
     finally:
+        _current_request.reset(current)
         grafana.set_viewer_base("")
         logs.clear()
 
