@@ -321,7 +321,8 @@ def interrupt_all() -> dict[str, Any]:
 
 @route("/api/runs/{run_id}")
 def get_run(run_id: str) -> Any:
-    run = deps.run_repository().get(run_id) if RUN_ID_RE.match(run_id) else None
+    run_id = params.path_run_id(run_id)  # one run in any letter case; a lookalike is a 404
+    run = deps.run_repository().get(run_id)
     if run is None:
         raise NotFound(f"run {run_id} not found")
     return run_view(run, get_settings())
@@ -329,6 +330,7 @@ def get_run(run_id: str) -> Any:
 
 @route("/api/runs/{run_id}/finish", methods=("POST",))
 def finish_run(run_id: str) -> Any:
+    run_id = params.path_run_id(run_id)  # as get_run: same answer for the same id
     raw = _body()
     request = decode(raw, FinishRunRequest) if raw.strip() else FinishRunRequest()
     status = request.status.upper()
@@ -386,6 +388,7 @@ def get_readings() -> dict[str, Any]:
         to_ms=params.timestamp_value(params.first_param(query, "to", "endDate"), name="to"),
         order="asc" if params.choice_param(query, "order", ("asc", "desc"), "desc") == "asc" else "desc",
     )
+    params.check_time_range(reading_query.from_ms, reading_query.to_ms)
     if reading_query.run_id is None and reading_query.sensor_id is None:
         raise ValidationFailed("runId or sensorId is required")
     limit = params.int_param(query, "limit", default=100, low=1, high=1000)

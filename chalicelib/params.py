@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from chalicelib import clock
-from chalicelib.errors import BadRequest
+from chalicelib.errors import BadRequest, NotFound
 from chalicelib.schemas import RUN_ID_RE, SENSOR_ID_RE, TYPE_RE, USER_RE
 
 ANONYMOUS = "anonymous"
@@ -21,10 +21,18 @@ def user_header(headers: Mapping[str, str]) -> str:
 
 
 def run_id_value(value: str | None, *, source: str) -> str | None:
+    """A run id from a header, query or body, lower-cased: one run in any letter case."""
     if value is None or value == "":
         return None
     if not RUN_ID_RE.match(value):
         raise BadRequest(f"{source} must be a run id (UUID)")
+    return value.lower()
+
+
+def path_run_id(value: str) -> str:
+    """A run id from the URL path, lower-cased like `run_id_value`; anything else names no run."""
+    if not RUN_ID_RE.match(value):
+        raise NotFound(f"run {value} not found")
     return value.lower()
 
 
@@ -57,12 +65,18 @@ def int_param(params: Mapping[str, str], name: str, *, default: int, low: int, h
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer between {low} and {high}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer between {low} and {high}")
+        value = _digits(raw)
+    except ValueError:  # more digits than int() converts
+        value = None
+    if value is None or not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer between {low} and {high}, got {raw[:40]!r}")
     return value
+
+
+def _digits(text: str) -> int | None:
+    """ASCII digits as an int, else None. Not int() alone: it also takes a sign, spaces,
+    `1_0` and other scripts' digits (full-width, Arabic-Indic, ...)."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def choice_param(
@@ -85,15 +99,20 @@ def timestamp_value(value: str | int | None, *, name: str) -> int | None:
     try:
         if isinstance(value, int):
             epoch_ms = value
-        elif value.lstrip("-").isdigit():
-            epoch_ms = int(value)
         else:
-            epoch_ms = clock.parse_iso_ms(value)
+            digits = _digits(value)
+            epoch_ms = clock.parse_iso_ms(value) if digits is None else digits
     except (ValueError, OverflowError):
         raise BadRequest(f"{name} must be ISO-8601 or epoch milliseconds, got {str(value)[:40]!r}") from None
     if not clock.in_range(epoch_ms):
         raise BadRequest(f"{name} must fall between the years 2000 and 2100")
     return epoch_ms
+
+
+def check_time_range(from_ms: int | None, to_ms: int | None) -> None:
+    """A range that ends before it starts is a mistake (and DynamoDB refuses such a BETWEEN)."""
+    if from_ms is not None and to_ms is not None and from_ms > to_ms:
+        raise BadRequest(f"from ({clock.format_ms(from_ms)}) is later than to ({clock.format_ms(to_ms)})")
 
 
 def first_param(params: Mapping[str, str], *names: str) -> str | None:
