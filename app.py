@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
-from chalicelib import clock, deps, grafana, idempotency, logs, params, reports, retry, viewer
+from chalicelib import admin_key, clock, deps, grafana, idempotency, logs, params, reports, retry, viewer
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
@@ -59,10 +59,13 @@ def error_response(error: ApiError) -> Response:
     return json_response(error.body(), error.status_code, headers)
 
 
-def route(*paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200) -> Callable[..., Any]:
+def route(
+    *paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200, api_key_required: bool = False
+) -> Callable[..., Any]:
     """`app.route` for JSON views: ApiError becomes its JSON answer, DynamoDB still
     refusing after the SDK's retries a 503 with Retry-After, anything else a logged
-    500 without a stack trace in the body. POSTs honour `Idempotency-Key`."""
+    500 without a stack trace in the body. POSTs honour `Idempotency-Key`.
+    `api_key_required`: API Gateway asks for the stage's admin key (see admin_key.py)."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         def answer(kwargs: dict[str, Any]) -> Response:
@@ -79,13 +82,20 @@ def route(*paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200) -
 
         @functools.wraps(view)
         def handler(**kwargs: Any) -> Response:
+            if api_key_required and (refused := admin_key.refusal(_request().headers, get_settings())):
+                return error_response(refused)
             key = _request().headers.get(idempotency.HEADER.lower()) if "POST" in methods else None
             if key is None:
                 return answer(kwargs)
             return _answer_once(key, lambda: answer(kwargs))
 
         for path in paths:
-            app.route(path, methods=list(methods), content_types=["application/json", "text/plain"])(handler)
+            app.route(
+                path,
+                methods=list(methods),
+                content_types=["application/json", "text/plain"],
+                api_key_required=api_key_required,
+            )(handler)
         return handler
 
     return register
@@ -299,7 +309,7 @@ def running_runs() -> list[Any]:
     return [run_view(run, settings) for run in running]
 
 
-@route("/api/runs/interrupt-all", methods=("POST",))
+@route("/api/runs/interrupt-all", methods=("POST",), api_key_required=True)
 def interrupt_all() -> dict[str, Any]:
     runs = deps.run_repository()
     cache = deps.run_status_cache()

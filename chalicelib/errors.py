@@ -44,6 +44,13 @@ class NotFound(ApiError):
     code = "NotFound"
 
 
+class Forbidden(ApiError):
+    """A route that needs the admin API key, called without it (see admin_key.py)."""
+
+    status_code = 403
+    code = "Forbidden"
+
+
 class Conflict(ApiError):
     status_code = 409
     code = "Conflict"

@@ -27,6 +27,9 @@ class Settings:
     cors_origin: str
     dynamodb_endpoint: str | None
     token_secret: str
+    # `chalice local` does not check API keys: under STAGE=local the app compares x-api-key
+    # with this for the routes that need the admin key; API Gateway does it everywhere else.
+    admin_api_key: str
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -68,6 +71,7 @@ def load_settings() -> Settings:
         dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
         # Signs pagination tokens so a tampered token is refused, not queried.
         token_secret=os.environ.get("PAGINATION_TOKEN_SECRET", "iot-playground-pagination"),
+        admin_api_key=os.environ.get("ADMIN_API_KEY", ""),
     )
 
 

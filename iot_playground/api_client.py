@@ -16,6 +16,8 @@ import httpx
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 SUCCESS_MESSAGE = "Simulation completed successfully"
 READINGS_PAGE_LIMIT = 1000
+# API Gateway's header for API keys; under `make run` the app checks it (chalicelib/admin_key.py).
+ADMIN_KEY_HEADER = "x-api-key"
 
 
 class RequestFailed(Exception):
@@ -162,6 +164,19 @@ class PlaygroundApi:
         )
         if not response.is_success:
             raise _failure(response, "finish run")
+        body = _json(response)
+        return body if isinstance(body, dict) else {}
+
+    async def interrupt_all(self, *, admin_key: str) -> dict[str, Any]:
+        """Interrupt every RUNNING run: the one route that needs the stage's admin API key."""
+        response, _ = await self._send(
+            "interrupt all",
+            "POST",
+            "/api/runs/interrupt-all",
+            headers={"Content-Type": "application/json", ADMIN_KEY_HEADER: admin_key},
+        )
+        if not response.is_success:
+            raise _failure(response, "interrupt all")
         body = _json(response)
         return body if isinstance(body, dict) else {}
 

@@ -162,6 +162,38 @@ def load(
     sys.exit(run_load(api_url, plan, report_path=report_path, console=_console()))
 
 
+@main.command("interrupt-all")
+@api_option
+@click.option(
+    "--admin-key",
+    envvar="ADMIN_API_KEY",
+    required=True,
+    help="The stage's admin API key, sent as x-api-key (env ADMIN_API_KEY). `make run` prints it; "
+    "for a deployed stage: aws apigateway get-api-key --api-key <id> --include-value.",
+)
+def interrupt_all(api_url: str, admin_key: str) -> None:
+    """Interrupt every RUNNING run (POST /api/runs/interrupt-all, which needs the admin key).
+
+    Exit code 0 when the API accepted it, 1 otherwise (403 without the right key).
+
+    Example: ADMIN_API_KEY=... iot-playground interrupt-all --api https://api-dev.iot-playground.example.com
+    """
+    import asyncio
+
+    from iot_playground.api_client import PlaygroundApi, RequestFailed
+
+    async def send() -> dict[str, object]:
+        async with PlaygroundApi(api_url) as api:
+            return await api.interrupt_all(admin_key=admin_key)
+
+    try:
+        answer = asyncio.run(send())
+    except RequestFailed as error:
+        click.echo(error.message, err=True)
+        sys.exit(1)
+    click.echo(str(answer.get("message") or answer))
+
+
 @main.command()
 @click.option(
     "--postgres",

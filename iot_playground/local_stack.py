@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -96,6 +97,11 @@ def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -
     return client
 
 
+def admin_api_key(environ: Mapping[str, str]) -> str:
+    """ADMIN_API_KEY from the shell, or a new random one for this `make run`."""
+    return environ.get("ADMIN_API_KEY", "").strip() or secrets.token_urlsafe(24)
+
+
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     import urllib.request
 
@@ -122,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**LOCAL_CREDENTIALS, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
     # The stage's settings, each overridable from the shell (MAX_CONCURRENT_RUNS=10 make run).
     env.update({k: os.environ.get(k, v) for k, v in stage_environment(args.stage).items()})
+    # `chalice local` checks no API key: the app checks the admin key itself (chalicelib/admin_key.py).
+    env["ADMIN_API_KEY"] = admin_api_key(os.environ)
     endpoint = os.environ.get("DYNAMODB_ENDPOINT")
     stop_dynamodb: Callable[[], None] = lambda: None  # noqa: E731
     if not endpoint:
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embedded DynamoDB endpoint on {endpoint}", flush=True)
     created = create_tables(endpoint, env)
     print(f"tables ready ({'created ' + ', '.join(created) if created else 'already there'})", flush=True)
+    print(f"admin API key (x-api-key of POST /api/runs/interrupt-all): {env['ADMIN_API_KEY']}", flush=True)
 
     child_env = {**os.environ, **env, "DYNAMODB_ENDPOINT": endpoint}
     command = [

@@ -75,6 +75,9 @@ class LocalStack:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, **env}
+        # The key the app asks for on interrupt-all under the local stage (as `make run` prints it).
+        self.admin_key = self._env.setdefault("ADMIN_API_KEY", "e2e-admin-key")
+        self.admin = {"x-api-key": self.admin_key}
         for name in ("STAGE", "RUNS_TABLE", "READINGS_TABLE", "AWS_SESSION_TOKEN"):
             self._env.pop(name, None)  # the local stage's own settings apply
         self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"local-stack-{self.port}.log"

@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 JSON = {"Content-Type": "application/json"}
+# POST /api/runs/interrupt-all needs the stage's admin key: API Gateway checks it on AWS, the
+# app under STAGE=local (see chalicelib/admin_key.py); the unit tests' stage trusts the gateway.
+ADMIN = {"x-api-key": "test-admin-key"}
 
 
 def call(client: Any, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:

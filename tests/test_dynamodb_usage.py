@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import call, start_run
+from tests.helpers import ADMIN, call, start_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_a_full_api_session_never_scans(client, calls):
     ):
         assert call(client, "GET", path)[0] == 200
     call(client, "POST", f"/api/runs/{run['id']}/finish")
-    call(client, "POST", "/api/runs/interrupt-all")
+    call(client, "POST", "/api/runs/interrupt-all", **ADMIN)
     assert calls and "Scan" not in calls
 
 

@@ -41,19 +41,19 @@ def start_together(api: str, how_many: int) -> Counter[int]:
 
 def test_fifty_simultaneous_starts_create_exactly_five_runs(stack):
     api = stack.base_url
-    http("POST", f"{api}/api/runs/interrupt-all")
+    http("POST", f"{api}/api/runs/interrupt-all", **stack.admin)
     for _ in range(3):  # and again once the slots are given back
         assert start_together(api, 50) == Counter({201: 5, 409: 45})
         assert len(http("GET", f"{api}/api/runs/running")[1]) == 5
         can = http("GET", f"{api}/api/runs/can-start")[1]
         assert can == {"canStart": False, "currentRunning": 5, "maxAllowed": 5, "available": 0}
-        assert http("POST", f"{api}/api/runs/interrupt-all")[1]["interrupted"] == 5
+        assert http("POST", f"{api}/api/runs/interrupt-all", **stack.admin)[1]["interrupted"] == 5
         assert http("GET", f"{api}/api/runs/can-start")[1]["currentRunning"] == 0
 
 
 def test_racing_finishes_give_each_slot_back_once(stack):
     api = stack.base_url
-    http("POST", f"{api}/api/runs/interrupt-all")
+    http("POST", f"{api}/api/runs/interrupt-all", **stack.admin)
     run_id = http("POST", f"{api}/api/runs/start", {"sensorIds": ["s"], "duration": 60, "interval": 1})[1][
         "id"
     ]
@@ -65,7 +65,7 @@ def test_racing_finishes_give_each_slot_back_once(stack):
 
     def interrupt(_: int) -> int:
         barrier.wait()
-        return http("POST", f"{api}/api/runs/interrupt-all")[0]
+        return http("POST", f"{api}/api/runs/interrupt-all", **stack.admin)[0]
 
     with ThreadPoolExecutor(21) as pool:
         finishes = [pool.submit(finish, i) for i in range(20)]

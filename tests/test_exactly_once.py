@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import call, start_run
+from tests.helpers import ADMIN, call, start_run
 
 RUN_LIMIT = 5
 
@@ -95,7 +95,7 @@ def test_interrupt_all_applied_then_retried_interrupts_each_run_once(faulty_clie
     for user in ("a", "b"):
         start_run(faulty_client, user=user)
     lost_answer("TransactWriteItems")
-    status, body = call(faulty_client, "POST", "/api/runs/interrupt-all")
+    status, body = call(faulty_client, "POST", "/api/runs/interrupt-all", **ADMIN)
     assert (status, body["interrupted"]) == (200, 2)
     assert slots_and_running() == (0, 0)
 

@@ -17,6 +17,7 @@ import pytest
 
 from chalicelib import clock, logs
 from chalicelib.runs import RunRepository
+from tests.helpers import ADMIN
 
 JSON = {"Content-Type": "application/json"}
 Lines = Callable[[], list[dict[str, Any]]]
@@ -69,7 +70,7 @@ def test_run_lifecycle_is_logged_at_info_with_the_runs_fields(client, log_lines)
     )
     assert finished.status_code == 200
     second = start_run(client, user="bob")
-    assert client.http.post("/api/runs/interrupt-all", headers=JSON, body="").status_code == 200
+    assert client.http.post("/api/runs/interrupt-all", headers={**JSON, **ADMIN}, body="").status_code == 200
 
     lines = log_lines()
     started = [line for line in lines if line["message"] == "run started"]

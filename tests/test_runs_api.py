@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.helpers import call, start_run
+from tests.helpers import ADMIN, call, start_run
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -110,14 +110,14 @@ def test_get_unknown_run_is_404_json(client):
 def test_interrupt_all(client):
     runs = [start_run(client) for _ in range(3)]
     call(client, "POST", f"/api/runs/{runs[0]['id']}/finish")
-    code, body = call(client, "POST", "/api/runs/interrupt-all")
+    code, body = call(client, "POST", "/api/runs/interrupt-all", **ADMIN)
     assert code == 200
     assert body["interrupted"] == 2
     assert ISO_MS_Z.match(body["timestamp"]) and body["message"]
     statuses = {r["id"]: r["status"] for r in call(client, "GET", "/api/runs/all")[1]}
     assert statuses == {runs[0]["id"]: "SUCCESS", runs[1]["id"]: "INTERRUPTED", runs[2]["id"]: "INTERRUPTED"}
     assert call(client, "GET", "/api/runs/can-start")[1]["currentRunning"] == 0
-    assert call(client, "POST", "/api/runs/interrupt-all")[1]["interrupted"] == 0
+    assert call(client, "POST", "/api/runs/interrupt-all", **ADMIN)[1]["interrupted"] == 0
 
 
 def test_lists_are_newest_first(client):
