@@ -1,7 +1,8 @@
 """The CloudFormation merge template `chalice package --merge-template` applies.
 
 Chalice's template has the functions, roles, log groups and the API. This adds
-what Chalice does not generate (the tables, stage throttling, alarms, outputs)
+what Chalice does not generate (the tables, and from `guardrails.py` the stage
+throttling, the admin usage plan and key, gateway responses and alarms; outputs)
 and replaces the roles' policies with the same statements as
 `.chalice/policy-<stage>.json`, but naming the tables and log groups through
 `Fn::GetAtt` on the stack's own resources. Checkov findings that are accepted
@@ -15,6 +16,7 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
+from iot_playground import guardrails
 from iot_playground.iam import Resources, policy_document
 from iot_playground.stages import Stage, app_function_names
 
@@ -26,12 +28,9 @@ CUSTOM_DOMAIN_ID = "ApiGatewayCustomDomain"
 SECRET_PARAMETER = "PaginationTokenSecret"
 ALARM_TOPIC_PARAMETER = "AlarmTopicArn"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
-# Alarm thresholds: any error or throttle in a 5-minute window is worth a look
-# on a playground this size; 5xx counts answers, so a few are tolerated.
-ALARM_PERIOD_SECONDS = 300
-LAMBDA_ERRORS_THRESHOLD = 1
-API_5XX_THRESHOLD = 5
-DYNAMODB_THROTTLES_THRESHOLD = 1
+ADMIN_USAGE_PLAN_ID = "AdminUsagePlan"
+ADMIN_API_KEY_ID = "AdminApiKey"
+ADMIN_USAGE_PLAN_KEY_ID = "AdminUsagePlanKey"
 
 SECRET_DESCRIPTION = "Signs the API's pagination tokens (PAGINATION_TOKEN_SECRET); any random string"
 Template = dict[str, Any]
@@ -93,88 +92,66 @@ def _stack_resources(functions: list[str]) -> Resources:
     )
 
 
-def _alarm(description: str, metric: dict[str, Any], threshold: float) -> dict[str, Any]:
+def alarms(stage: Stage, functions: list[str]) -> dict[str, Any]:
+    names = guardrails.Names(
+        function=lambda function: {"Ref": function_id(function)},
+        table=lambda definition: {"Ref": table_id(definition)},
+    )
     actions = {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": ALARM_TOPIC_PARAMETER}], {"Ref": "AWS::NoValue"}]}
     return {
-        "Type": "AWS::CloudWatch::Alarm",
-        "Properties": {
-            "AlarmDescription": description,
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-            "EvaluationPeriods": 1,
-            "Threshold": threshold,
-            "TreatMissingData": "notBreaching",
-            "AlarmActions": actions,
-            "OKActions": actions,
-            **metric,
+        alarm.key: {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": guardrails.alarm_properties(alarm, names, actions),
+        }
+        for alarm in guardrails.alarms(stage, functions, function_id, table_id)
+    }
+
+
+def admin_key_resources(stage: Stage) -> dict[str, Any]:
+    """The admin usage plan on the API's stage, its key, and the key's membership."""
+    name = guardrails.admin_name(stage)
+    return {
+        ADMIN_USAGE_PLAN_ID: {
+            "Type": "AWS::ApiGateway::UsagePlan",
+            "Properties": {
+                "UsagePlanName": name,
+                "Description": guardrails.admin_description(stage),
+                # `<Api>.Stage` is SAM's reference to the stage it creates: the plan waits for it.
+                "ApiStages": [{"ApiId": {"Ref": REST_API_ID}, "Stage": {"Ref": f"{REST_API_ID}.Stage"}}],
+                "Throttle": {
+                    "RateLimit": guardrails.ADMIN_THROTTLE.rate_limit,
+                    "BurstLimit": guardrails.ADMIN_THROTTLE.burst_limit,
+                },
+            },
+        },
+        ADMIN_API_KEY_ID: {
+            "Type": "AWS::ApiGateway::ApiKey",
+            "Properties": {"Name": name, "Description": guardrails.admin_description(stage), "Enabled": True},
+        },
+        ADMIN_USAGE_PLAN_KEY_ID: {
+            "Type": "AWS::ApiGateway::UsagePlanKey",
+            "Properties": {
+                "KeyId": {"Ref": ADMIN_API_KEY_ID},
+                "KeyType": "API_KEY",
+                "UsagePlanId": {"Ref": ADMIN_USAGE_PLAN_ID},
+            },
         },
     }
 
 
-def _single_metric(namespace: str, name: str, dimensions: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "Namespace": namespace,
-        "MetricName": name,
-        "Dimensions": dimensions,
-        "Statistic": "Sum",
-        "Period": ALARM_PERIOD_SECONDS,
-    }
-
-
-def _throttle_metrics(definition: TableDefinition) -> dict[str, Any]:
-    dimensions = [{"Name": "TableName", "Value": {"Ref": table_id(definition)}}]
-
-    def stat(metric_id: str, name: str) -> dict[str, Any]:
-        return {
-            "Id": metric_id,
-            "ReturnData": False,
-            "MetricStat": {
-                "Metric": {"Namespace": "AWS/DynamoDB", "MetricName": name, "Dimensions": dimensions},
-                "Period": ALARM_PERIOD_SECONDS,
-                "Stat": "Sum",
-            },
+def gateway_responses(stage: Stage) -> dict[str, Any]:
+    """SAM's `GatewayResponses` of the API: SAM writes them into the OpenAPI document, so
+    they are part of the deployment (a gateway response changed outside it needs a new one)."""
+    responses: dict[str, Any] = {}
+    for response in guardrails.GATEWAY_RESPONSES:
+        block: dict[str, Any] = {
+            "ResponseParameters": {"Headers": guardrails.response_headers(stage, response)},
+            "ResponseTemplates": {guardrails.JSON_TYPE: response.template()},
         }
-
-    return {
-        "Metrics": [
-            stat("reads", "ReadThrottleEvents"),
-            stat("writes", "WriteThrottleEvents"),
-            {
-                "Id": "throttles",
-                "Expression": "reads + writes",
-                "Label": "throttled requests",
-                "ReturnData": True,
-            },
-        ]
-    }
-
-
-def alarms(stage: Stage, functions: list[str]) -> dict[str, Any]:
-    resources: dict[str, Any] = {}
-    for function in functions:
-        resources[f"{function_id(function)}ErrorsAlarm"] = _alarm(
-            f"{stage.app_name} {stage.name}: {function} raised errors",
-            _single_metric(
-                "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": function_id(function)}}]
-            ),
-            LAMBDA_ERRORS_THRESHOLD,
-        )
-    # A REST API's metrics are keyed by its name (the OpenAPI title: the app name) and stage.
-    api_dimensions = [
-        {"Name": "ApiName", "Value": stage.app_name},
-        {"Name": "Stage", "Value": stage.api_stage_name},
-    ]
-    resources["Api5xxAlarm"] = _alarm(
-        f"{stage.app_name} {stage.name}: API answered 5xx",
-        _single_metric("AWS/ApiGateway", "5XXError", api_dimensions),
-        API_5XX_THRESHOLD,
-    )
-    for definition in ALL_TABLES:
-        resources[f"{table_id(definition)}ThrottlesAlarm"] = _alarm(
-            f"{stage.app_name} {stage.name}: DynamoDB throttled {definition.logical_name} table requests",
-            _throttle_metrics(definition),
-            DYNAMODB_THROTTLES_THRESHOLD,
-        )
-    return resources
+        if response.status_code is not None:
+            block["StatusCode"] = response.status_code
+        responses[response.response_type] = block
+    return responses
 
 
 _FUNCTION_SKIPS = (
@@ -238,6 +215,7 @@ def merge_template(stage: Stage) -> Template:
     resources[REST_API_ID] = {
         "Properties": {
             "TracingEnabled": stage.xray,
+            "GatewayResponses": gateway_responses(stage),
             "MethodSettings": [
                 {
                     "ResourcePath": "/*",
@@ -251,6 +229,7 @@ def merge_template(stage: Stage) -> Template:
         "Metadata": skip(*api_skips),
     }
     resources.update(alarms(stage, functions))
+    resources.update(admin_key_resources(stage))
     return {
         "Parameters": {
             SECRET_PARAMETER: {
@@ -283,6 +262,11 @@ def _outputs(stage: Stage) -> dict[str, Any]:
             "Description": "Target of the custom domain's DNS CNAME/alias record",
             "Value": {"Fn::GetAtt": [CUSTOM_DOMAIN_ID, "RegionalDomainName"]},
         }
+    outputs["AdminApiKeyId"] = {
+        "Description": "The admin API key (x-api-key of interrupt-all): "
+        "aws apigateway get-api-key --include-value --api-key <this id>",
+        "Value": {"Ref": ADMIN_API_KEY_ID},
+    }
     for definition in ALL_TABLES:
         outputs[f"{table_id(definition)}Name"] = {
             "Description": f"The {definition.logical_name} table",

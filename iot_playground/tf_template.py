@@ -4,11 +4,13 @@ Chalice's Terraform has no merge template and no log groups, so two generated
 files complete it in the same folder:
 
 - `iot_playground.tf.json`: the tables (from `chalicelib.tables`), the log
-  groups with the stage's retention, the API stage's throttling, the secret
-  variable and the table outputs;
+  groups with the stage's retention, and from `guardrails.py` the API stage's
+  throttling, the admin usage plan and key, the gateway responses and the alarms;
+  the secret and alarm-topic variables and the outputs;
 - `iot_playground_override.tf.json`: a Terraform override file that gives the
   roles the stage's policy with the tables and log groups referenced by their
-  resources, and adds the pagination secret to the functions' environment.
+  resources, adds the pagination secret to the functions' environment, and makes
+  the API deployment follow the gateway responses (they take effect on deployment).
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ import json
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
+from iot_playground import guardrails
 from iot_playground.cfn_template import SECRET_DESCRIPTION
 from iot_playground.iam import Resources, policy_document
 from iot_playground.stages import Stage
 
 SECRET_VARIABLE = "pagination_token_secret"
+ALARM_TOPIC_VARIABLE = "alarm_topic_arn"
+REST_API = "${aws_api_gateway_rest_api.rest_api.id}"
+API_STAGE = "${aws_api_gateway_deployment.rest_api.stage_name}"
 _ACCOUNT = "${data.aws_caller_identity.chalice.account_id}"
 _REGION = "${data.aws_region.chalice.name}"
 _PARTITION = "${data.aws_partition.chalice.partition}"
@@ -70,6 +76,115 @@ def _functions(chalice_tf: Document) -> dict[str, dict[str, Any]]:
     return functions
 
 
+def gateway_response_key(response: guardrails.GatewayResponse) -> str:
+    return response.response_type.lower()
+
+
+def gateway_responses(stage: Stage) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for response in guardrails.GATEWAY_RESPONSES:
+        block: dict[str, Any] = {
+            "rest_api_id": REST_API,
+            "response_type": response.response_type,
+            "response_templates": {guardrails.JSON_TYPE: response.template()},
+            "response_parameters": guardrails.response_parameters(stage, response),
+        }
+        if response.status_code is not None:
+            block["status_code"] = response.status_code
+        resources[gateway_response_key(response)] = block
+    return resources
+
+
+def admin_key_resources(stage: Stage) -> dict[str, Any]:
+    name = guardrails.admin_name(stage)
+    return {
+        "aws_api_gateway_usage_plan": {
+            "admin": {
+                "name": name,
+                "description": guardrails.admin_description(stage),
+                "api_stages": [{"api_id": REST_API, "stage": API_STAGE}],
+                "throttle_settings": {
+                    "rate_limit": guardrails.ADMIN_THROTTLE.rate_limit,
+                    "burst_limit": guardrails.ADMIN_THROTTLE.burst_limit,
+                },
+            }
+        },
+        "aws_api_gateway_api_key": {
+            "admin": {"name": name, "description": guardrails.admin_description(stage), "enabled": True}
+        },
+        "aws_api_gateway_usage_plan_key": {
+            "admin": {
+                "key_id": "${aws_api_gateway_api_key.admin.id}",
+                "key_type": "API_KEY",
+                "usage_plan_id": "${aws_api_gateway_usage_plan.admin.id}",
+            }
+        },
+    }
+
+
+def alarm_key(stage: Stage, alarm: guardrails.Alarm) -> str:
+    return alarm.name.removeprefix(f"{stage.app_name}-{stage.name}-").replace("-", "_")
+
+
+def _alarm_resource(properties: dict[str, Any]) -> dict[str, Any]:
+    """aws_cloudwatch_metric_alarm arguments from PutMetricAlarm's parameters."""
+
+    def dimensions(metric: dict[str, Any]) -> dict[str, Any]:
+        return {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+
+    resource: dict[str, Any] = {
+        "alarm_name": properties["AlarmName"],
+        "alarm_description": properties["AlarmDescription"],
+        "comparison_operator": properties["ComparisonOperator"],
+        "evaluation_periods": properties["EvaluationPeriods"],
+        "threshold": properties["Threshold"],
+        "treat_missing_data": properties["TreatMissingData"],
+        "alarm_actions": properties["AlarmActions"],
+        "ok_actions": properties["OKActions"],
+    }
+    if "Metrics" not in properties:
+        resource.update(
+            {
+                "namespace": properties["Namespace"],
+                "metric_name": properties["MetricName"],
+                "dimensions": dimensions(properties),
+                "statistic": properties["Statistic"],
+                "period": properties["Period"],
+            }
+        )
+        return resource
+    queries = []
+    for query in properties["Metrics"]:
+        block: dict[str, Any] = {"id": query["Id"], "return_data": query["ReturnData"]}
+        if "Expression" in query:
+            block.update({"expression": query["Expression"], "label": query["Label"]})
+        else:
+            stat = query["MetricStat"]
+            block["metric"] = {
+                "namespace": stat["Metric"]["Namespace"],
+                "metric_name": stat["Metric"]["MetricName"],
+                "dimensions": dimensions(stat["Metric"]),
+                "period": stat["Period"],
+                "stat": stat["Stat"],
+            }
+        queries.append(block)
+    resource["metric_query"] = queries
+    return resource
+
+
+def alarms(stage: Stage, chalice_tf: Document) -> dict[str, Any]:
+    functions = list(_functions(chalice_tf))
+    names = guardrails.Names(
+        function=lambda function: f"${{aws_lambda_function.{function}.function_name}}",
+        table=lambda definition: f"${{aws_dynamodb_table.{definition.logical_name}.name}}",
+    )
+    actions = f"${{compact([var.{ALARM_TOPIC_VARIABLE}])}}"
+    return {
+        alarm_key(stage, alarm): _alarm_resource(guardrails.alarm_properties(alarm, names, actions))
+        for alarm in guardrails.alarms(stage, functions, str, lambda definition: definition.logical_name)
+    }
+
+
 def extras(stage: Stage, chalice_tf: Document) -> Document:
     settings = stage.app_settings
     throttling = stage.throttling
@@ -80,8 +195,8 @@ def extras(stage: Stage, chalice_tf: Document) -> Document:
         },
         "aws_api_gateway_method_settings": {
             "rest_api": {
-                "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
-                "stage_name": "${aws_api_gateway_deployment.rest_api.stage_name}",
+                "rest_api_id": REST_API,
+                "stage_name": API_STAGE,
                 "method_path": "*/*",
                 "settings": {
                     "throttling_rate_limit": throttling.rate_limit,
@@ -91,6 +206,9 @@ def extras(stage: Stage, chalice_tf: Document) -> Document:
             }
         },
     }
+    resources["aws_api_gateway_gateway_response"] = gateway_responses(stage)
+    resources.update(admin_key_resources(stage))
+    resources["aws_cloudwatch_metric_alarm"] = alarms(stage, chalice_tf)
     if stage.log_retention_days is not None:
         resources["aws_cloudwatch_log_group"] = {
             key: {
@@ -105,16 +223,40 @@ def extras(stage: Stage, chalice_tf: Document) -> Document:
                 "type": "string",
                 "sensitive": True,
                 "description": SECRET_DESCRIPTION,
-            }
+            },
+            ALARM_TOPIC_VARIABLE: {
+                "type": "string",
+                "default": "",
+                "description": "SNS topic ARN the alarms notify; empty for none",
+            },
         },
         "resource": resources,
         "output": {
-            f"{definition.logical_name}_table_name": {
-                "value": f"${{aws_dynamodb_table.{definition.logical_name}.name}}"
-            }
-            for definition in ALL_TABLES
+            "admin_api_key_id": {
+                "description": "The admin API key (x-api-key of interrupt-all): "
+                "aws apigateway get-api-key --include-value --api-key <this id>",
+                "value": "${aws_api_gateway_api_key.admin.id}",
+            },
+            **{
+                f"{definition.logical_name}_table_name": {
+                    "value": f"${{aws_dynamodb_table.{definition.logical_name}.name}}"
+                }
+                for definition in ALL_TABLES
+            },
         },
     }
+
+
+def deployment_trigger(stage: Stage) -> str:
+    """Chalice's deployment takes `md5(swagger)` as stage description, so that a new API
+    definition is deployed (the attribute forces a new deployment). Gateway responses take
+    effect on a deployment too: their digest joins in (a new deployment when one changes),
+    and their ids, so that the deployment comes after them."""
+    ids = ", ".join(
+        f"aws_api_gateway_gateway_response.{gateway_response_key(r)}.id" for r in guardrails.GATEWAY_RESPONSES
+    )
+    digest = guardrails.gateway_responses_digest(stage)
+    return f'${{md5(join(",", [local.chalice_api_swagger, "{digest}", {ids}]))}}'
 
 
 def overrides(stage: Stage, chalice_tf: Document) -> Document:
@@ -135,6 +277,7 @@ def overrides(stage: Stage, chalice_tf: Document) -> Document:
     policy = json.dumps(policy_document(stage, resources))
     return {
         "resource": {
+            "aws_api_gateway_deployment": {"rest_api": {"stage_description": deployment_trigger(stage)}},
             "aws_iam_role_policy": {
                 name: {"policy": policy} for name in chalice_tf["resource"]["aws_iam_role_policy"]
             },

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import cfn_template, iam
+from iot_playground import cfn_template, guardrails, iam
 from iot_playground.stages import Stage
 from iot_playground.tf_template import SECRET_VARIABLE
 from tests.deploy_support import STAGE, Packaged, package_dev, run_tool
@@ -255,3 +256,161 @@ def test_tf_overrides_scope_roles_to_the_tables_and_add_the_secret(packaged, sta
     groups = extras["resource"]["aws_cloudwatch_log_group"]
     assert {g["retention_in_days"] for g in groups.values()} == {stage.log_retention_days}
     assert (packaged.terraform / "deployment.zip").stat().st_size > 0
+
+
+# ---- the public surface: admin key, gateway responses, alarms in both formats --------------
+
+INTERRUPT_ALL = "/api/runs/interrupt-all"
+
+
+def _key_required(swagger: dict[str, Any]) -> set[tuple[str, str]]:
+    assert swagger["securityDefinitions"]["api_key"] == {
+        "type": "apiKey",
+        "name": "x-api-key",
+        "in": "header",
+    }
+    return {
+        (path, method)
+        for path, methods in swagger["paths"].items()
+        for method, operation in methods.items()
+        if {"api_key": []} in operation.get("security", [])
+    }
+
+
+def test_only_interrupt_all_requires_the_api_key_in_both_formats(template, packaged):
+    cfn_swagger = template["Resources"][cfn_template.REST_API_ID]["Properties"]["DefinitionBody"]
+    tf_swagger = json.loads(packaged.tf("chalice.tf.json")["locals"]["chalice_api_swagger"])
+    assert _key_required(cfn_swagger) == _key_required(tf_swagger) == {(INTERRUPT_ALL, "post")}
+
+
+def test_cfn_admin_usage_plan_and_key_are_attached_to_the_stage(template, stage):
+    plans = _of_type(template, "AWS::ApiGateway::UsagePlan")
+    keys = _of_type(template, "AWS::ApiGateway::ApiKey")
+    (plan_id,), (key_id,) = plans, keys
+    plan = plans[plan_id]["Properties"]
+    assert plan["UsagePlanName"] == guardrails.admin_name(stage)
+    # SAM's reference to the stage it creates for the API (`api`).
+    assert plan["ApiStages"] == [
+        {"ApiId": {"Ref": cfn_template.REST_API_ID}, "Stage": {"Ref": f"{cfn_template.REST_API_ID}.Stage"}}
+    ]
+    assert template["Resources"][cfn_template.REST_API_ID]["Properties"]["StageName"] == stage.api_stage_name
+    assert plan["Throttle"] == {"RateLimit": 1.0, "BurstLimit": 2}
+    assert keys[key_id]["Properties"]["Enabled"] is True
+    (member,) = _of_type(template, "AWS::ApiGateway::UsagePlanKey").values()
+    assert member["Properties"] == {
+        "KeyId": {"Ref": key_id},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": plan_id},
+    }
+    assert template["Outputs"]["AdminApiKeyId"]["Value"] == {"Ref": key_id}
+
+
+def test_tf_admin_usage_plan_and_key_are_attached_to_the_stage(packaged, stage):
+    resources = packaged.tf("iot_playground.tf.json")["resource"]
+    (plan,) = resources["aws_api_gateway_usage_plan"].values()
+    assert plan["name"] == guardrails.admin_name(stage)
+    assert plan["api_stages"] == [
+        {
+            "api_id": "${aws_api_gateway_rest_api.rest_api.id}",
+            "stage": "${aws_api_gateway_deployment.rest_api.stage_name}",
+        }
+    ]
+    chalice = packaged.tf("chalice.tf.json")["resource"]
+    assert chalice["aws_api_gateway_deployment"]["rest_api"]["stage_name"] == stage.api_stage_name
+    assert plan["throttle_settings"] == {"rate_limit": 1.0, "burst_limit": 2}
+    (key,) = resources["aws_api_gateway_api_key"].values()
+    assert key["enabled"] is True
+    (member,) = resources["aws_api_gateway_usage_plan_key"].values()
+    assert member == {
+        "key_id": "${aws_api_gateway_api_key.admin.id}",
+        "key_type": "API_KEY",
+        "usage_plan_id": "${aws_api_gateway_usage_plan.admin.id}",
+    }
+    output = packaged.tf("iot_playground.tf.json")["output"]["admin_api_key_id"]
+    assert output["value"] == "${aws_api_gateway_api_key.admin.id}"
+
+
+# What API Gateway itself answers, and the status each must have (None: its own).
+EXPECTED_RESPONSES = {
+    "INVALID_API_KEY": ("403", "Forbidden"),
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "NotFound"),
+    "THROTTLED": ("429", "TooManyRequests"),
+    "REQUEST_TOO_LARGE": ("413", "PayloadTooLarge"),
+    "UNSUPPORTED_MEDIA_TYPE": ("415", "UnsupportedMediaType"),
+    "DEFAULT_4XX": (None, "RequestRefused"),
+    "DEFAULT_5XX": (None, "InternalError"),
+}
+
+
+def _render(template_text: str) -> Any:
+    """A gateway response body as API Gateway fills it in: `messageString` is a quoted string."""
+    body = template_text.replace("$context.error.messageString", json.dumps('Forbidden "quoted"'))
+    return json.loads(body.replace("$context.error.responseType", "ACCESS_DENIED"))
+
+
+def _check_response(
+    response_type: str, status: str | None, templates: dict[str, str], headers: dict[str, str], stage
+):
+    expected_status, code = EXPECTED_RESPONSES[response_type]
+    assert status == expected_status, response_type
+    body = _render(templates["application/json"])
+    assert body["error"] == code and isinstance(body["message"], str) and body["message"], response_type
+    assert headers["Access-Control-Allow-Origin"] == f"'{stage.environment['CORS_ORIGIN']}'"
+    if response_type == "THROTTLED":
+        assert headers["Retry-After"] == "'1'"
+
+
+def test_cfn_gateway_responses_answer_json_with_cors(template, stage):
+    responses = template["Resources"][cfn_template.REST_API_ID]["Properties"]["GatewayResponses"]
+    assert set(responses) == set(EXPECTED_RESPONSES)
+    for response_type, response in responses.items():
+        headers = response["ResponseParameters"]["Headers"]
+        _check_response(
+            response_type, response.get("StatusCode"), response["ResponseTemplates"], headers, stage
+        )
+    invalid_key = _render(responses["INVALID_API_KEY"]["ResponseTemplates"]["application/json"])
+    assert invalid_key == {"error": "Forbidden", "message": admin_key.MESSAGE}  # as the local stage answers
+
+
+def test_tf_gateway_responses_answer_json_with_cors_and_redeploy_the_api(packaged, stage):
+    responses = packaged.tf("iot_playground.tf.json")["resource"]["aws_api_gateway_gateway_response"]
+    assert {r["response_type"] for r in responses.values()} == set(EXPECTED_RESPONSES)
+    prefix = "gatewayresponse.header."
+    for response in responses.values():
+        assert response["rest_api_id"] == "${aws_api_gateway_rest_api.rest_api.id}"
+        headers = {k.removeprefix(prefix): v for k, v in response["response_parameters"].items()}
+        assert all(k.startswith(prefix) for k in response["response_parameters"])
+        _check_response(
+            response["response_type"],
+            response.get("status_code"),
+            response["response_templates"],
+            headers,
+            stage,
+        )
+    # Gateway responses take effect on a deployment: the deployment follows them.
+    override = packaged.tf("iot_playground_override.tf.json")["resource"]
+    trigger = override["aws_api_gateway_deployment"]["rest_api"]["stage_description"]
+    assert "local.chalice_api_swagger" in trigger and guardrails.gateway_responses_digest(stage) in trigger
+    for name in responses:
+        assert f"aws_api_gateway_gateway_response.{name}.id" in trigger
+
+
+def test_both_formats_hold_the_same_alarms(template, packaged):
+    cfn = {
+        r["Properties"]["AlarmName"]: r["Properties"]
+        for r in _of_type(template, "AWS::CloudWatch::Alarm").values()
+    }
+    tf = {
+        a["alarm_name"]: a
+        for a in packaged.tf("iot_playground.tf.json")["resource"]["aws_cloudwatch_metric_alarm"].values()
+    }
+    assert set(cfn) == set(tf) and len(cfn) == 5
+    for name, properties in cfn.items():
+        assert tf[name]["threshold"] == properties["Threshold"]
+        if "MetricName" in properties:
+            assert tf[name]["metric_name"] == properties["MetricName"]
+        else:
+            metrics = [
+                q["MetricStat"]["Metric"]["MetricName"] for q in properties["Metrics"] if "MetricStat" in q
+            ]
+            assert [q["metric"]["metric_name"] for q in tf[name]["metric_query"] if "metric" in q] == metrics
