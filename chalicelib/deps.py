@@ -15,7 +15,9 @@ from chalicelib.settings import get_settings
 @cache
 def run_repository() -> RunRepository:
     settings = get_settings()
-    return RunRepository(dynamodb_client(), settings.runs_table, settings.max_concurrent_runs)
+    return RunRepository(
+        dynamodb_client(), settings.runs_table, settings.max_concurrent_runs, settings.max_runs_per_user
+    )
 
 
 @cache

@@ -61,6 +61,11 @@ class RunLimitReached(ApiError):
     code = "RunLimitReached"
 
 
+class UserRunLimitReached(ApiError):
+    status_code = 409
+    code = "UserRunLimitReached"
+
+
 class RunNotRunning(ApiError):
     status_code = 409
     code = "RunNotRunning"

@@ -9,6 +9,7 @@ from chalicelib.errors import ValidationFailed
 from chalicelib.params import run_id_value, timestamp_value
 from chalicelib.readings import Reading, ReadingRepository, new_nonce
 from chalicelib.run_status import RunStatusCache
+from chalicelib.runs import Run
 from chalicelib.schemas import DEFAULT_READING_TYPE, MEASUREMENT_FIELDS, ReadingIn
 
 # DynamoDB numbers cannot be closer to zero than 1e-130; nothing a sensor sends is.
@@ -76,7 +77,7 @@ def store(ingested: Ingested, repository: ReadingRepository, runs: RunStatusCach
     are one reading: stored and counted once."""
     readings = list(dict.fromkeys(ingested.readings))
     for run_id in sorted({r.run_id for r in readings if r.run_id}):
-        runs.require_running(run_id)
+        _require_declared_sensors(runs.require_running(run_id), readings)
     if len(readings) == 1:
         repository.put(readings[0])
     else:
@@ -86,3 +87,17 @@ def store(ingested: Ingested, repository: ReadingRepository, runs: RunStatusCach
         clock.now_ms(),
     )
     return len(readings)
+
+
+def _require_declared_sensors(run: Run, readings: list[Reading]) -> None:
+    """A run's readings come from the sensors it declared: that also bounds the metrics
+    (one dimension value per sensor) a run can create."""
+    sent = {r.sensor_id for r in readings if r.run_id == run.id}
+    unknown = sorted(sent.difference(run.sensor_ids))
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise ValidationFailed(
+            f"run {run.id} declared no sensor {shown}; its sensors are {', '.join(run.sensor_ids[:10])}"
+            + (" ..." if len(run.sensor_ids) > 10 else ""),
+            details={"unknownSensorIds": unknown[:100]},
+        )

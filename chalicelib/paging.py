@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from chalicelib.errors import BadRequest
 from chalicelib.pagination import AttributeMap
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ def query_page(
 ) -> Page[T]:
     """At most `limit` items of `request` (a Query without Limit or ExclusiveStartKey),
     in at most MAX_QUERY_CALLS calls."""
+    if start_key is not None and not _is_key(start_key, key_attributes):
+        # Signed by us but not a key of this query (an old token, or a secret that leaked).
+        raise BadRequest("nextKey is not a valid pagination token for this query")
     filtered = "FilterExpression" in request
     found: list[dict[str, Any]] = []
     key = start_key
@@ -62,6 +66,12 @@ def query_page(
             return Page([parse(item) for item in found], None)
     # The call budget is spent: what was found, and where to go on from.
     return Page([parse(item) for item in found], key)
+
+
+def _is_key(key: AttributeMap, attributes: tuple[str, ...]) -> bool:
+    return set(key) == set(attributes) and all(
+        len(value) == 1 and next(iter(value)) in ("S", "N", "B") for value in key.values()
+    )
 
 
 def _key_of(item: dict[str, Any], attributes: tuple[str, ...]) -> AttributeMap:

@@ -28,6 +28,15 @@ MAX_REPORT_RUNS = 1000
 MAX_REPORT_READINGS = 20_000
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str) -> str:
+    """A text cell as data, never a formula: prefixed with ' when it could start one."""
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+
+
 def _iso(epoch_ms: int | None) -> str:
     return clock.format_ms(epoch_ms) if epoch_ms is not None else ""
 
@@ -40,14 +49,14 @@ def runs_csv(runs: Iterable[Run]) -> str:
         writer.writerow(
             (
                 run.id,
-                run.username,
+                _text(run.username),
                 run.status,
                 _iso(run.started_ms),
                 _iso(run.finished_ms),
                 run.duration,
                 run.interval,
-                " ".join(run.sensor_ids),
-                run.error_message or "",
+                _text(" ".join(run.sensor_ids)),
+                _text(run.error_message or ""),
             )
         )
     return out.getvalue()
@@ -66,7 +75,7 @@ def readings_csv(repository: ReadingRepository, run_id: str) -> str:
             start_key=key,
         )
         for r in page.readings:
-            writer.writerow((_iso(r.timestamp_ms), r.sensor_id, r.type, r.value, r.user))
+            writer.writerow((_iso(r.timestamp_ms), _text(r.sensor_id), _text(r.type), r.value, _text(r.user)))
         written += len(page.readings)
         key = page.last_key
         if key is None:

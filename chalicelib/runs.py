@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from chalicelib import clock, paging, retry
-from chalicelib.errors import NotFound, RunLimitReached, RunNotRunning, Unavailable
+from chalicelib.errors import NotFound, RunLimitReached, RunNotRunning, Unavailable, UserRunLimitReached
 from chalicelib.pagination import AttributeMap
 from chalicelib.tables import (
     RUN_ENTITY,
@@ -28,6 +28,7 @@ from chalicelib.tables import (
     RUNS_BY_START_INDEX,
     RUNS_BY_STATUS_INDEX,
     RUNS_BY_USER_INDEX,
+    user_slots_id,
 )
 
 if TYPE_CHECKING:
@@ -107,10 +108,13 @@ def _cancellation_codes(error: ClientError) -> list[str]:
 
 
 class RunRepository:
-    def __init__(self, client: DynamoDBClient, table_name: str, max_concurrent_runs: int):
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, max_concurrent_runs: int, max_runs_per_user: int = 2
+    ):
         self._client = client
         self._table = table_name
         self._max = max_concurrent_runs
+        self._max_per_user = max_runs_per_user
 
     @property
     def max_concurrent_runs(self) -> int:
@@ -118,11 +122,11 @@ class RunRepository:
 
     # ---- reads ------------------------------------------------------------
 
-    def count_running(self) -> int:
+    def count_running(self, username: str | None = None) -> int:
+        """RUNNING runs in all, or of one user."""
+        slots_id = RUN_SLOTS_ID if username is None else user_slots_id(username)
         response = self._client.get_item(
-            TableName=self._table,
-            Key={"id": {"S": RUN_SLOTS_ID}},
-            ConsistentRead=True,
+            TableName=self._table, Key={"id": {"S": slots_id}}, ConsistentRead=True
         )
         item = response.get("Item")
         return int(item["running"]["N"]) if item and "running" in item else 0
@@ -210,19 +214,8 @@ class RunRepository:
             sensor_ids=tuple(sensor_ids),
         )
         items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {"id": {"S": RUN_SLOTS_ID}},
-                    "UpdateExpression": "SET running = if_not_exists(running, :zero) + :one",
-                    "ConditionExpression": "attribute_not_exists(running) OR running < :max",
-                    "ExpressionAttributeValues": {
-                        ":zero": {"N": "0"},
-                        ":one": {"N": "1"},
-                        ":max": {"N": str(self._max)},
-                    },
-                }
-            },
+            self._take_slot(RUN_SLOTS_ID, self._max),
+            self._take_slot(user_slots_id(username), self._max_per_user),
             {
                 "Put": {
                     "TableName": self._table,
@@ -231,45 +224,84 @@ class RunRepository:
                 }
             },
         ]
-        codes = self._transact(items, before_retry=self._refuse_when_full)
+        codes = self._transact(items, before_retry=lambda: self._refuse_when_full(username))
         if codes is None:
             return run
-        if codes[1] == "ConditionalCheckFailed":
+        if codes[2] == "ConditionalCheckFailed":
             stored = self.get(run.id)
             if stored is not None:
                 return stored
-        if codes[0] == "ConditionalCheckFailed":
-            self._refuse_when_full()
+        if "ConditionalCheckFailed" in codes[:2]:
+            self._refuse_when_full(username)
         raise Unavailable("could not start the run, try again")
 
-    def _refuse_when_full(self) -> None:
-        """RunLimitReached if every slot is taken. Read before retrying a start that
-        conflicted: once the house is full, the other starts waiting end at once
-        instead of contending for the slot item until they run out of attempts."""
+    def _take_slot(self, slots_id: str, limit: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"id": {"S": slots_id}},
+                "UpdateExpression": "SET running = if_not_exists(running, :zero) + :one",
+                "ConditionExpression": "attribute_not_exists(running) OR running < :limit",
+                "ExpressionAttributeValues": {
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                },
+            }
+        }
+
+    def _give_slot_back(self, slots_id: str) -> dict[str, Any]:
+        # if_not_exists: a counter that predates this run (older data) bottoms out at 0.
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"id": {"S": slots_id}},
+                "UpdateExpression": "SET running = if_not_exists(running, :one) - :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        }
+
+    def _refuse_when_full(self, username: str) -> None:
+        """RunLimitReached if every slot is taken, UserRunLimitReached if every slot of the
+        user is. Read before retrying a start that conflicted: once the house (or the
+        user's share) is full, the starts waiting end at once instead of contending for
+        the slot items until they run out of attempts."""
         running = self.count_running()
         if running >= self._max:
             raise RunLimitReached(
                 f"{running}/{self._max} runs are running: no slot available",
                 extra={"currentRunning": running, "maxAllowed": self._max},
             )
+        if self.count_running(username) >= self._max_per_user:
+            raise UserRunLimitReached(
+                f"{username} already has {self._max_per_user} runs running, the most one user may have;"
+                " finish one first",
+                extra={"maxPerUser": self._max_per_user},
+            )
 
     def end(
         self, run_id: str, status: str, error_message: str | None = None, *, token: str | None = None
     ) -> Run:
-        """Move a RUNNING run to a terminal status and give its slot back.
+        """Move a RUNNING run to a terminal status and give its slots back (the global
+        one and its user's).
 
         NotFound if there is no such run; RunNotRunning if it already ended
-        (whoever ended it first gave the slot back). The transaction leaves this
+        (whoever ended it first gave the slots back). The transaction leaves this
         call's token on the run: if the condition fails because an earlier attempt
         of this same call went through (answer lost, request sent again), the token
         is ours and the ended run is the answer. `token` is derived from the
         request's Idempotency-Key when it has one, so a client re-send is recognised too."""
-        now = clock.now_ms()
+        token = token or uuid.uuid4().hex
+        # Read first: the user's slot counter is keyed by the run's user.
+        run = self._ended_or_running(run_id, token)
+        if run.status != RUNNING:
+            return run
+        ended = replace(run, status=status, finished_ms=clock.now_ms(), error_message=error_message)
         values: dict[str, Any] = {
             ":new": {"S": status},
             ":running": {"S": RUNNING},
-            ":finished": {"S": clock.format_ms(now)},
-            ":token": {"S": token or uuid.uuid4().hex},
+            ":finished": {"S": clock.format_ms(ended.finished_ms or 0)},
+            ":token": {"S": token},
         }
         update = f"SET #status = :new, finishedAt = :finished, {_END_TOKEN} = :token"
         if error_message is not None:
@@ -286,35 +318,27 @@ class RunRepository:
                     "ExpressionAttributeValues": values,
                 }
             },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {"id": {"S": RUN_SLOTS_ID}},
-                    "UpdateExpression": "ADD running :minus_one",
-                    "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
-                }
-            },
+            self._give_slot_back(RUN_SLOTS_ID),
+            self._give_slot_back(user_slots_id(run.username)),
         ]
         codes = self._transact(items)
         if codes is None:
-            run = self.get(run_id)
-            if run is None:  # pragma: no cover - the transaction just wrote it
-                raise NotFound(f"run {run_id} not found")
-            return run
+            return ended
         if codes[0] == "ConditionalCheckFailed":
-            item = self._client.get_item(
-                TableName=self._table, Key={"id": {"S": run_id}}, ConsistentRead=True
-            ).get("Item")
-            if not item or "entity" not in item:
-                raise NotFound(f"run {run_id} not found")
-            existing = item_to_run(item)
-            if item.get(_END_TOKEN) == values[":token"]:
-                return existing
-            raise RunNotRunning(
-                f"run {run_id} is {existing.status}, not RUNNING",
-                extra={"status": existing.status},
-            )
+            return self._ended_or_running(run_id, token)
         raise Unavailable("could not end the run, try again")
+
+    def _ended_or_running(self, run_id: str, token: str) -> Run:
+        """The run if it is RUNNING or was ended with `token`; NotFound or RunNotRunning otherwise."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"id": {"S": run_id}}, ConsistentRead=True
+        ).get("Item")
+        if not item or "entity" not in item:
+            raise NotFound(f"run {run_id} not found")
+        run = item_to_run(item)
+        if run.status == RUNNING or item.get(_END_TOKEN) == {"S": token}:
+            return run
+        raise RunNotRunning(f"run {run_id} is {run.status}, not RUNNING", extra={"status": run.status})
 
     def end_overdue(self, runs: list[Run], grace_seconds: int) -> tuple[list[Run], list[Run]]:
         """Time out the overdue runs among `runs`; returns (still running, timed out)."""

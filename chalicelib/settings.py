@@ -6,7 +6,9 @@ developer gets under `make run`.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 
@@ -20,6 +22,7 @@ class Settings:
     runs_table: str
     readings_table: str
     max_concurrent_runs: int
+    max_runs_per_user: int
     run_grace_seconds: int
     reading_ttl_days: int
     run_status_cache_seconds: float
@@ -63,16 +66,38 @@ def load_settings() -> Settings:
         runs_table=os.environ.get("RUNS_TABLE", f"iot-playground-runs-{stage}"),
         readings_table=os.environ.get("READINGS_TABLE", f"iot-playground-readings-{stage}"),
         max_concurrent_runs=_int("MAX_CONCURRENT_RUNS", 5, minimum=1),
+        max_runs_per_user=_int("MAX_RUNS_PER_USER", 2, minimum=1),
         run_grace_seconds=_int("RUN_GRACE_SECONDS", 120),
         reading_ttl_days=_int("READING_TTL_DAYS", 30),
         run_status_cache_seconds=_float("RUN_STATUS_CACHE_SECONDS", 2.0),
         grafana_url=os.environ.get("GRAFANA_URL", "").rstrip("/"),
         cors_origin=os.environ.get("CORS_ORIGIN", "*"),
         dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
-        # Signs pagination tokens so a tampered token is refused, not queried.
-        token_secret=os.environ.get("PAGINATION_TOKEN_SECRET", "iot-playground-pagination"),
+        token_secret=_token_secret(stage),
         admin_api_key=os.environ.get("ADMIN_API_KEY", ""),
     )
+
+
+# Stages that serve only this machine (`make run`, the tests): the built-in secret will do.
+_LOCAL_STAGES = frozenset({"local", "test"})
+_BUILT_IN_TOKEN_SECRET = "iot-playground-pagination"
+
+
+def _token_secret(stage: str) -> str:
+    """Signs pagination tokens so a tampered token is refused, not queried. The built-in
+    one is public (it is in this file): a deployed stage must not sign with it."""
+    secret = os.environ.get("PAGINATION_TOKEN_SECRET", "").strip()
+    if secret:
+        return secret
+    if stage in _LOCAL_STAGES:
+        return _BUILT_IN_TOKEN_SECRET
+    message = (
+        f"PAGINATION_TOKEN_SECRET is not set for stage {stage!r}: set it to 32 or more random "
+        "characters (the built-in secret is public and would let anyone forge page tokens)"
+    )
+    # The logger needs these settings: this line is written by hand, in the logger's format.
+    sys.stderr.write(json.dumps({"level": "ERROR", "message": message, "stage": stage}) + "\n")
+    raise ConfigurationError(message)
 
 
 @cache

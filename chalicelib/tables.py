@@ -3,8 +3,9 @@ deployment templates are all generated from.
 
 Runs
     One item per run, keyed by ``id``. A second kind of item, ``RUN_SLOTS_ID``,
-    holds the number of RUNNING runs; start/finish transactions move it, which is
-    how the global limit holds under concurrency. A third kind, keyed
+    holds the number of RUNNING runs, and one per user (``user_slots_id``) that
+    user's; start/finish transactions move them, which is how the global and the
+    per-user limits hold under concurrency. A third kind, keyed
     ``IDEMPOTENCY_PREFIX + <digest>``, remembers requests sent with an
     ``Idempotency-Key`` (see ``idempotency.py``) and expires by TTL. The three
     indexes are sparse (only run items carry their keys) and each serves one list.
@@ -40,6 +41,10 @@ RUN_SLOTS_ID = "#running-slots"
 IDEMPOTENCY_PREFIX = "#request#"
 TTL_ATTRIBUTE = "expiresAt"
 NO_RUN = "-"
+
+
+def user_slots_id(username: str) -> str:
+    return f"{RUN_SLOTS_ID}#{username}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,8 +47,10 @@ class LoadPlan:
     slot_wait_s: float
     settle_s: float
 
-    def run_plan(self) -> RunPlan:
-        return RunPlan(self.user, self.sensors, self.data_points, self.interval_ms, self.batch)
+    def run_plan(self, index: int) -> RunPlan:
+        # One user per run: the API lets one user hold only MAX_RUNS_PER_USER runs at once.
+        user = f"{self.user}-{index + 1}" if self.runs > 1 else self.user
+        return RunPlan(user, self.sensors, self.data_points, self.interval_ms, self.batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +174,7 @@ async def _drive(
         async with slots:
             driver = RunDriver(
                 api,
-                plan.run_plan(),
+                plan.run_plan(index),
                 state.outcomes[index],
                 reading=state.numberings[index].body,
                 slot_wait_s=plan.slot_wait_s,

@@ -46,6 +46,9 @@ def _chalice_env() -> dict[str, str]:
     env = dict(os.environ)
     if not (env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")):
         env["AWS_DEFAULT_REGION"] = _DEFAULT_REGION
+    # `chalice package` imports the app with the stage's settings, and a deployed stage
+    # refuses to start without its secret; the templates take the real one as a parameter.
+    env.setdefault("PAGINATION_TOKEN_SECRET", "placeholder-while-packaging-not-deployed")
     return env
 
 

@@ -40,7 +40,8 @@ def stage_environment(stage: str, config: dict[str, Any] | None = None) -> dict[
 def settings_for(env: dict[str, str]) -> Settings:
     """The app's Settings as a Lambda with exactly these variables would load them."""
     previous = dict(os.environ)
-    os.environ.update(env)
+    # A deployed stage takes its secret from the template's parameter, not from config.json.
+    os.environ.update({"PAGINATION_TOKEN_SECRET": "given-by-the-deployment", **env})
     try:
         return load_settings()
     finally:

@@ -20,15 +20,20 @@ def call(client: Any, method: str, path: str, body: Any = None, **headers: str) 
     return response.status_code, json.loads(response.body) if response.body else None
 
 
+# A run accepts readings only from the sensors it declared: the ids the tests post readings with.
+TEST_SENSORS = ("s", *(f"s{i}" for i in range(10)), "s-1", "s-2", "s-9", "a", "b")
+
+
 def start_run(
     client: Any, user: str = "alice", sensors: int = 2, duration: int = 60, interval: int = 1
 ) -> Any:
+    """A run of `sensors` sensors named sensor-1..sensor-N, plus TEST_SENSORS."""
     status, run = call(
         client,
         "POST",
         "/api/runs/start",
         {
-            "sensorIds": [f"sensor-{i}" for i in range(1, sensors + 1)],
+            "sensorIds": [*(f"sensor-{i}" for i in range(1, sensors + 1)), *TEST_SENSORS],
             "duration": duration,
             "interval": interval,
         },

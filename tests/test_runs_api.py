@@ -7,9 +7,16 @@ import time
 
 import pytest
 
-from tests.helpers import ADMIN, call, start_run
+from tests.helpers import ADMIN, TEST_SENSORS, call, start_run
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture(autouse=True)
+def one_user_may_take_every_slot(monkeypatch):
+    """These tests start several runs as one user; the per-user limit has tests of its own
+    (tests/test_fair_slots.py)."""
+    monkeypatch.setenv("MAX_RUNS_PER_USER", "5")
 
 
 def test_can_start_on_an_empty_table(client):
@@ -29,7 +36,7 @@ def test_start_returns_the_run_object(client):
     assert (run["duration"], run["interval"]) == (30, 2)
     assert run["params"] == {
         "runId": run["id"],
-        "sensorIds": ["sensor-1", "sensor-2", "sensor-3"],
+        "sensorIds": ["sensor-1", "sensor-2", "sensor-3", *TEST_SENSORS],
         "duration": 30,
         "interval": 2,
     }
