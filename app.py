@@ -15,7 +15,7 @@ from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
 from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
-from chalicelib.readings import ReadingQuery
+from chalicelib.readings import Cursor, ReadingQuery
 from chalicelib.schemas import (
     RUN_ID_RE,
     RUN_STATUSES,
@@ -412,8 +412,10 @@ def get_readings() -> dict[str, Any]:
         reading_query.to_ms,
         reading_query.order,
     )
-    start_key = decode_token(params.first_param(query, "nextKey", "lastKey"), scope, secret)
-    page = deps.reading_repository().query(reading_query, limit=limit, start_key=start_key)
+    start_key = decode_token(params.first_param(query, "nextKey", "lastKey"), scope, secret, Cursor)
+    page = deps.reading_repository().query(
+        reading_query, limit=limit, start_key=start_key, runs=deps.run_repository().runs_with_sensor
+    )
     items = [reading_view(r) for r in page.readings]
     return {"items": items, "count": len(items), "nextKey": encode_token(page.last_key, scope, secret)}
 

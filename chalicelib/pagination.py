@@ -1,6 +1,7 @@
-"""Opaque, signed `nextKey` tokens over DynamoDB's LastEvaluatedKey.
+"""Opaque, signed `nextKey` tokens over where a list goes on from.
 
-A token carries the key and a fingerprint of the query it belongs to, signed
+The payload is DynamoDB's LastEvaluatedKey for the run lists, a `readings.Cursor`
+for readings. A token carries it and a fingerprint of the query it belongs to, signed
 with HMAC: a malformed, edited or foreign token is a 400, never a DynamoDB
 error and never a page of some other query.
 """
@@ -21,7 +22,7 @@ AttributeMap = dict[str, dict[str, str]]
 
 class _Token(msgspec.Struct, array_like=True):
     query: str
-    key: dict[str, dict[str, str]]
+    key: msgspec.Raw
 
 
 def _b64(data: bytes) -> str:
@@ -40,14 +41,14 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:16]
 
 
-def encode_token(last_key: AttributeMap | None, query: str, secret: str) -> str | None:
+def encode_token(last_key: Any, query: str, secret: str) -> str | None:
     if not last_key:
         return None
-    payload = msgspec.json.encode(_Token(query=query, key=last_key))
+    payload = msgspec.json.encode(_Token(query=query, key=msgspec.Raw(msgspec.json.encode(last_key))))
     return f"{_b64(payload)}.{_b64(_signature(secret, payload))}"
 
 
-def decode_token(token: str | None, query: str, secret: str) -> AttributeMap | None:
+def decode_token(token: str | None, query: str, secret: str, payload_type: Any = AttributeMap) -> Any:
     if not token:
         return None
     try:
@@ -64,4 +65,7 @@ def decode_token(token: str | None, query: str, secret: str) -> AttributeMap | N
         raise BadRequest("nextKey is not a valid pagination token") from None
     if decoded.query != query:
         raise BadRequest("nextKey belongs to a different query")
-    return decoded.key
+    try:
+        return msgspec.json.decode(decoded.key, type=payload_type)
+    except msgspec.MsgspecError:
+        raise BadRequest("nextKey is not a valid pagination token for this query") from None

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_QUERY_CALLS = 3
+# A readings page that could show nothing yet within MAX_QUERY_CALLS (a dense stretch
+# of chunks, see readings._Scan) may make calls up to this many instead.
+MAX_QUERY_CALLS_STARVED = 6
 FILTERED_READ_LIMIT = 200
 
 T = TypeVar("T")

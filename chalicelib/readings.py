@@ -1,47 +1,62 @@
-"""Reading repository: one PutItem per reading, BatchWriteItem per 25 for batches.
+"""Reading repository: readings are stored as chunks, one DynamoDB item per chunk.
 
-Every write is safe to repeat. A reading's sort key ends with a digest of its
-content (`reading_sort_key`): an SDK retry of a write whose answer was lost, or
-a client re-sending a batch after an error, writes the same item to the same key
-again, so it is stored once. Two different readings never share a key: any
-difference in type, value or user changes the digest, and a reading stamped on
-arrival (no timestamp of its own) also mixes in a nonce, random unless the
-request carried an Idempotency-Key.
+Layout (see `tables.py` for the write-unit arithmetic): partition ``pk`` is the run
+id (``NO_RUN`` for readings without a run); sort key ``sk`` is
+``<ISO ms time of the chunk's first reading>#<sensorId>#<type>#<digest>``. A chunk
+holds the readings of one (run, sensor, type, user) from one request, sorted by
+time, at most `CHUNK_SPAN_MS` apart from its first and at most `MAX_CHUNK_BYTES`
+of item size, packed into the binary attribute ``d``.
+
+Every write is safe to repeat. The digest is taken over the chunk's whole content
+(run, sensor, type, user, every timestamp, value and arrival nonce), and chunking is
+deterministic, so an SDK retry or a client re-sending the same reading or batch
+writes the same items to the same keys again: stored once. Different content never
+shares a key.
+
+Queries read a run's partition in ``sk`` order and put the readings back into exact
+(timestamp, sensor, type, chunk, position) order, emitting a reading only once no
+chunk still unread could hold one that sorts before it (see `_Scan`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
 from botocore.exceptions import ClientError
 
 from chalicelib import clock, paging, retry
-from chalicelib.errors import Unavailable
-from chalicelib.pagination import AttributeMap
-from chalicelib.tables import (
-    NO_RUN,
-    READINGS,
-    READINGS_BY_RUN_INDEX,
-    READINGS_BY_SENSOR_INDEX,
-    TTL_ATTRIBUTE,
-)
+from chalicelib.errors import BadRequest, Unavailable
+from chalicelib.tables import NO_RUN, TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
+# A chunk's readings are at most this far apart from its first. A reading at time x
+# lives in a chunk whose sk time t0 has x - CHUNK_SPAN_MS <= t0 <= x: that is what a
+# query widens its key range by, and how far past a page a newest-first query reads.
+CHUNK_SPAN_MS = 10_000
+# Item size (DynamoDB's way: attribute names plus values) a chunk stays within: one
+# write unit (1 KB) with room to spare.
+MAX_CHUNK_BYTES = 1000
+# Chunks read per Query call: the first call reads what the page needs, later calls more.
+MIN_CHUNKS_PER_CALL = 32
+MAX_CHUNKS_PER_CALL = 1000
 # Imported readings end their sort key with this and their source row id instead of
 # a digest: the key is then the same on every import, so a rerun finds it.
 # Digests are hex, so the '-' keeps the two kinds apart.
 IMPORTED_KEY_PREFIX = "import-"
-# Sorts after '#', so "<to timestamp>~" includes every reading of that millisecond.
+# Sorts after '#', so "<to timestamp>~" includes every chunk of that millisecond.
 _KEY_END = "~"
+_ISO_LENGTH = len("2000-01-01T00:00:00.000Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +73,6 @@ class Reading:
 
 def new_nonce() -> str:
     return secrets.token_hex(8)
-
-
-def reading_sort_key(reading: Reading) -> str:
-    content = "\x1f".join((reading.type, _number(reading.value), reading.user, reading.nonce))
-    digest = hashlib.blake2b(content.encode(), digest_size=8).hexdigest()
-    return f"{clock.format_ms(reading.timestamp_ms)}#{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +93,109 @@ class ReadingQuery:
     order: Literal["asc", "desc"] = "desc"
 
 
+class Cursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """Where a reading query goes on from (the payload of its signed `nextKey`).
+
+    `pk`: the partition being read (None: a sensor-only walk between partitions).
+    `runs_after`: a sensor-only walk's position in the runs-by-start index
+    ([startedAt, id] of the last run taken; ["-"] once past every run).
+    `sk`: the chunk to read again from (inclusive). `last`: the order key of the
+    last reading shown; readings at or before it (in the query's order) are skipped.
+    """
+
+    pk: str | None
+    runs_after: list[str] | None
+    sk: str | None
+    last: tuple[int, str, str, str, int] | None
+
+
 @dataclass(frozen=True, slots=True)
 class ReadingPage:
     readings: list[Reading]
-    last_key: AttributeMap | None
+    last_key: Cursor | None
+
+
+RunFinder = Callable[[str, list[str] | None], tuple[list[tuple[str, str]], list[str] | None]]
+"""(sensor id, position) -> ([(startedAt, run id)] newest first, next position or None):
+one Query of the runs that declared the sensor (see RunRepository.runs_with_sensor)."""
 
 
 def _number(value: float) -> str:
-    # repr round-trips a float exactly; ints stay ints ("27.0" would do too).
+    # repr round-trips a float exactly.
     return repr(float(value))
+
+
+# ---- chunks --------------------------------------------------------------------
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").replace(".", "").lstrip("0")
+    digits = digits.split("e")[0].split("E")[0].rstrip("0")
+    return (len(digits) + 1) // 2 + 1
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: per attribute, its name plus its value
+    (S: UTF-8 bytes; B: bytes; N: 1 byte per two significant digits, plus 1)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        ((kind, data),) = value.items()
+        if kind == "S":
+            size += len(data.encode())
+        elif kind == "B":
+            size += len(data)
+        elif kind == "N":
+            size += _number_size(str(data))
+        else:  # pragma: no cover - readings use no other types
+            raise ValueError(f"no size rule for {kind}")
+    return size
+
+
+def write_units(item: dict[str, Any], indexes: int = 0) -> int:
+    """Write units of one put: 1 per KB (rounded up), for the table and each index carrying it."""
+    return -(-item_size(item) // 1024) * (1 + indexes)
+
+
+def _pack(timestamps: Sequence[int], values: Sequence[float]) -> bytes:
+    """Flat msgpack [dt, value, dt, value, ...]; dt from the previous reading (the first from firstAt)."""
+    flat: list[int | float] = []
+    previous = timestamps[0]
+    for at, value in zip(timestamps, values, strict=True):
+        flat += (at - previous, float(value))
+        previous = at
+    return msgspec.msgpack.encode(flat)
+
+
+def _unpack(first_ms: int, data: bytes) -> list[tuple[int, float]]:
+    flat = msgspec.msgpack.decode(data)
+    out: list[tuple[int, float]] = []
+    at = first_ms
+    for position in range(0, len(flat), 2):
+        at += int(flat[position])
+        out.append((at, float(flat[position + 1])))
+    return out
+
+
+def chunk_digest(readings: Sequence[Reading]) -> str:
+    first = readings[0]
+    content = [
+        first.run_id or NO_RUN,
+        first.sensor_id,
+        first.type,
+        first.user,
+        [[r.timestamp_ms, _number(r.value), r.nonce] for r in readings],
+    ]
+    return hashlib.blake2b(msgspec.json.encode(content), digest_size=8).hexdigest()
+
+
+def group_readings(readings: Iterable[Reading]) -> list[list[Reading]]:
+    """Readings by (run, sensor, type, user), each group sorted by time (then value,
+    nonce): the same readings always give the same groups, in the same order."""
+    groups: dict[tuple[str, str, str, str], list[Reading]] = {}
+    for r in readings:
+        groups.setdefault((r.run_id or NO_RUN, r.sensor_id, r.type, r.user), []).append(r)
+    return [sorted(groups[key], key=lambda r: (r.timestamp_ms, r.value, r.nonce)) for key in sorted(groups)]
 
 
 class ReadingRepository:
@@ -101,76 +204,119 @@ class ReadingRepository:
         self._table = table_name
         self._ttl_seconds = ttl_days * 86_400
 
-    def to_item(self, reading: Reading, key_suffix: str | None = None) -> dict[str, Any]:
-        timestamp = clock.format_ms(reading.timestamp_ms)
-        sort_key = f"{timestamp}#{key_suffix}" if key_suffix else reading_sort_key(reading)
+    # ---- writes ------------------------------------------------------------
+
+    def chunk_item(
+        self, readings: Sequence[Reading], key_suffix: str | None = None, expires_at: int | None = None
+    ) -> dict[str, Any]:
+        """The item of one chunk: readings of one (run, sensor, type, user), sorted by time."""
+        first, last = readings[0], readings[-1]
+        suffix = key_suffix or chunk_digest(readings)
+        timestamps = [r.timestamp_ms for r in readings]
         item: dict[str, Any] = {
-            "pk": {"S": f"{reading.run_id or NO_RUN}|{reading.sensor_id}"},
-            "sk": {"S": sort_key},
-            "sensorId": {"S": reading.sensor_id},
-            "type": {"S": reading.type},
-            "reading": {"N": _number(reading.value)},
-            "timestamp": {"S": timestamp},
-            "user": {"S": reading.user},
+            "pk": {"S": first.run_id or NO_RUN},
+            "sk": {"S": f"{clock.format_ms(first.timestamp_ms)}#{first.sensor_id}#{first.type}#{suffix}"},
+            "sensorId": {"S": first.sensor_id},
+            "type": {"S": first.type},
+            "user": {"S": first.user},
+            "firstAt": {"N": str(first.timestamp_ms)},
+            "lastAt": {"N": str(last.timestamp_ms)},
+            "n": {"N": str(len(readings))},
+            "d": {"B": _pack(timestamps, [r.value for r in readings])},
         }
-        if reading.run_id:
-            item["runId"] = {"S": reading.run_id}
-        if self._ttl_seconds:
+        if expires_at is not None:
+            item[TTL_ATTRIBUTE] = {"N": str(expires_at)}
+        elif self._ttl_seconds:
             # TTL counts from arrival, so late or back-dated readings still live their full span.
             item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self._ttl_seconds)}
         return item
 
+    def to_items(self, readings: Iterable[Reading]) -> list[tuple[dict[str, Any], int]]:
+        """The chunk items for these readings, with how many readings each holds."""
+        return [(self.chunk_item(chunk), len(chunk)) for chunk in self.chunks(readings)]
+
+    def chunks(self, readings: Iterable[Reading]) -> list[list[Reading]]:
+        """Per (run, sensor, type, user), readings in time order split where the span or
+        the item size would exceed CHUNK_SPAN_MS or MAX_CHUNK_BYTES. Deterministic."""
+        out: list[list[Reading]] = []
+        for group in group_readings(readings):
+            start = 0
+            while start < len(group):
+                end = start + 1
+                while (
+                    end < len(group) and group[end].timestamp_ms - group[start].timestamp_ms <= CHUNK_SPAN_MS
+                ):
+                    if item_size(self.chunk_item(group[start : end + 1])) > MAX_CHUNK_BYTES:
+                        break
+                    end += 1
+                out.append(group[start:end])
+                start = end
+        return out
+
     def put(self, reading: Reading) -> None:
-        # Unconditional: the key is the reading's content, so writing it again rewrites
-        # the same reading (an SDK retry, a re-send) and never overwrites another.
-        self._client.put_item(TableName=self._table, Item=self.to_item(reading))
+        # Unconditional: the key is the chunk's content, so writing it again rewrites
+        # the same chunk (an SDK retry, a re-send) and never overwrites another.
+        ((item, _),) = self.to_items([reading])
+        self._client.put_item(TableName=self._table, Item=item)
 
     def put_many(self, readings: Sequence[Reading]) -> int:
-        """Write all readings, 25 per request; returns how many distinct readings were stored.
+        """Write all readings as chunks, 25 chunks per request; returns how many readings were stored.
 
-        Equal readings in one request share a key: BatchWriteItem refuses a request
-        that repeats a key, and they are one reading anyway. If DynamoDB keeps
-        refusing, Unavailable says how many were stored; a re-send stores the rest."""
-        by_key = {(item["pk"]["S"], item["sk"]["S"]): item for item in map(self.to_item, readings)}
-        items = list(by_key.values())
+        If DynamoDB keeps refusing, Unavailable says how many readings were stored; a
+        re-send of the same request makes the same chunks and stores the rest."""
+        chunks = self.to_items(readings)
+        total = sum(n for _, n in chunks)
         stored = 0
         try:
-            for start in range(0, len(items), BATCH_WRITE_LIMIT):
-                chunk = items[start : start + BATCH_WRITE_LIMIT]
-                stored += self.write_batch([{"PutRequest": {"Item": item}} for item in chunk])
-                if stored < start + len(chunk):
+            for start in range(0, len(chunks), BATCH_WRITE_LIMIT):
+                part = chunks[start : start + BATCH_WRITE_LIMIT]
+                pending = self._write_pending([{"PutRequest": {"Item": item}} for item, _ in part])
+                refused = {item["sk"]["S"] for item in (p["PutRequest"]["Item"] for p in pending)}
+                stored += sum(n for item, n in part if item["sk"]["S"] not in refused)
+                if pending:
                     break
         except ClientError as error:
             if not retry.is_transient(error):
                 raise
-        if stored < len(items):
+        if stored < total:
             raise Unavailable(
-                f"DynamoDB is busy: {stored} of {len(items)} readings stored; send the request again",
-                details={"stored": stored, "notStored": len(items) - stored},
+                f"DynamoDB is busy: {stored} of {total} readings stored; send the request again",
+                details={"stored": stored, "notStored": total - stored},
             )
-        return stored
+        return total
 
     def write_batch(self, requests: list[dict[str, Any]]) -> int:
         """One BatchWriteItem with its unprocessed items retried; returns how many were written."""
+        return len(requests) - len(self._write_pending(requests))
+
+    def _write_pending(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One BatchWriteItem with its unprocessed items retried; returns those never written."""
         pending = requests
         for _ in retry.attempts():
             response = self._client.batch_write_item(RequestItems={self._table: pending})  # type: ignore[dict-item]
             pending = list(response.get("UnprocessedItems", {}).get(self._table, []))  # type: ignore[arg-type]
             if not pending:
                 break
-        return len(requests) - len(pending)
+        return pending
 
     def put_imported(self, imported: Sequence[ImportedReading], *, dry_run: bool = False) -> int:
         """Write readings from another system unless already there; returns how many were
-        (with dry_run: would be) written. Keys derive from the source ids, so importing
-        the same rows again writes nothing, and an import cut short can simply be rerun."""
-        items = [self.to_item(i.reading, f"{IMPORTED_KEY_PREFIX}{i.source_id}") for i in imported]
+        (with dry_run: would be) written. Each is a chunk of one whose key derives from its
+        source id (independent of how the rows were batched), so importing the same rows
+        again writes nothing, and an import cut short can simply be rerun."""
+        items = [self.chunk_item([i.reading], f"{IMPORTED_KEY_PREFIX}{i.source_id}") for i in imported]
         existing = self._existing_keys([(item["pk"]["S"], item["sk"]["S"]) for item in items])
-        new = [item for item in items if (item["pk"]["S"], item["sk"]["S"]) not in existing]
+        new = list(
+            {
+                (item["pk"]["S"], item["sk"]["S"]): item
+                for item in items
+                if (item["pk"]["S"], item["sk"]["S"]) not in existing
+            }.values()
+        )
         if not dry_run:
             for start in range(0, len(new), BATCH_WRITE_LIMIT):
-                chunk = new[start : start + BATCH_WRITE_LIMIT]
-                if self.write_batch([{"PutRequest": {"Item": item}} for item in chunk]) < len(chunk):
+                part = new[start : start + BATCH_WRITE_LIMIT]
+                if self.write_batch([{"PutRequest": {"Item": item}} for item in part]) < len(part):
                     raise Unavailable("DynamoDB kept refusing some imported readings")
         return len(new)
 
@@ -200,69 +346,320 @@ class ReadingRepository:
                 raise Unavailable("DynamoDB kept refusing to say which readings exist")
         return found
 
-    def query(self, query: ReadingQuery, *, limit: int, start_key: AttributeMap | None) -> ReadingPage:
-        """Newest (or oldest) first; bounded work per call (see `paging`)."""
-        names: dict[str, str] = {"#pk": "pk"}
-        values: dict[str, Any] = {}
-        index: str | None = None
-        if query.run_id and query.sensor_id:
-            values[":pk"] = {"S": f"{query.run_id}|{query.sensor_id}"}
-        elif query.run_id:
-            index, names["#pk"] = READINGS_BY_RUN_INDEX, "runId"
-            values[":pk"] = {"S": query.run_id}
-        elif query.sensor_id:
-            index, names["#pk"] = READINGS_BY_SENSOR_INDEX, "sensorId"
-            values[":pk"] = {"S": query.sensor_id}
-        else:  # pragma: no cover - the route requires one of them
+    # ---- queries -----------------------------------------------------------
+
+    def query(
+        self,
+        query: ReadingQuery,
+        *,
+        limit: int,
+        start_key: Cursor | None,
+        runs: RunFinder | None = None,
+    ) -> ReadingPage:
+        """In exact time order (newest or oldest first); bounded work per call: at most
+        paging.MAX_QUERY_CALLS Query calls (see `_Scan` for the one exception).
+
+        With a run id, that run's partition; with only a sensor id, the runs that declared
+        the sensor, newest run first (found through `runs`), then the readings without a
+        run, each partition's readings in the query's order."""
+        if query.run_id is None and query.sensor_id is None:  # pragma: no cover - the route requires one
             raise ValueError("a reading query needs a run id or a sensor id")
         if query.from_ms is not None and query.to_ms is not None and query.from_ms > query.to_ms:
-            # DynamoDB refuses a BETWEEN whose bounds are reversed; nothing can match anyway.
             return ReadingPage([], None)
+        if start_key is not None:
+            _check_cursor(start_key, query)
+        budget = _Budget()
+        if query.run_id is not None:
+            scan = _Scan(self._client, self._table, query, query.run_id, start_key, budget)
+            found = scan.read(limit)
+            return ReadingPage(found, scan.cursor(None))
+        return self._sensor_walk(query, limit, start_key, runs, budget)
 
-        key_condition = "#pk = :pk"
-        if query.from_ms is not None and query.to_ms is not None:
-            key_condition += " AND #sk BETWEEN :from AND :to"
-        elif query.from_ms is not None:
-            key_condition += " AND #sk >= :from"
-        elif query.to_ms is not None:
-            key_condition += " AND #sk <= :to"
-        if query.from_ms is not None or query.to_ms is not None:
+    def _sensor_walk(
+        self,
+        query: ReadingQuery,
+        limit: int,
+        start_key: Cursor | None,
+        runs: RunFinder | None,
+        budget: _Budget,
+    ) -> ReadingPage:
+        assert query.sensor_id is not None
+        cursor = start_key
+        position: list[str] | None = cursor.runs_after if cursor else None
+        partition: str | None = cursor.pk if cursor else None
+        queue: list[tuple[str, str]] = []  # runs found but not read yet
+        no_more_runs = False  # the last look at the runs found every one left
+        found: list[Reading] = []
+        while True:
+            if partition is None:
+                if queue:
+                    started, partition = queue.pop(0)
+                    position, cursor = [started, partition], None
+                elif position == [NO_RUN]:
+                    return ReadingPage(found, None)
+                elif no_more_runs:
+                    partition, position, cursor = NO_RUN, [NO_RUN], None
+                    continue
+                elif runs is None or not budget.take():
+                    if runs is None:  # no run list to walk: only the readings without a run
+                        partition, position, cursor = NO_RUN, [NO_RUN], None
+                        continue
+                    return ReadingPage(found, Cursor(None, position, None, None))
+                else:
+                    taken, more = runs(query.sensor_id, position)
+                    queue, no_more_runs = list(taken), more is None
+                    if not queue and more is None:
+                        partition, position, cursor = NO_RUN, [NO_RUN], None
+                    elif not queue:
+                        position = more
+                    # else: a later turn takes them; `more` is found again after the last one
+                    continue
+            scan = _Scan(self._client, self._table, query, partition, cursor, budget)
+            found += scan.read(limit - len(found))
+            if scan.has_more():
+                return ReadingPage(found, scan.cursor(position))
+            # This partition is done: on to the next run (or the end).
+            partition, cursor = None, None
+            if position == [NO_RUN]:
+                return ReadingPage(found, None)
+            if len(found) >= limit and budget.spent():
+                # Full page; whether anything follows is for the next request to find.
+                return ReadingPage(found, Cursor(None, position, None, None))
+
+
+def _check_cursor(cursor: Cursor, query: ReadingQuery) -> None:
+    """A signed cursor that is not one of this query's is a 400, never a DynamoDB error."""
+    walk = cursor.runs_after
+    if query.run_id is not None:
+        ok = cursor.pk == query.run_id and walk is None and cursor.sk is not None
+    elif cursor.pk is None:
+        ok = walk is not None and cursor.sk is None and cursor.last is None
+    else:
+        ok = walk is not None and cursor.sk is not None and walk[-1] == cursor.pk
+    if walk is not None and not (walk == [NO_RUN] or (len(walk) == 2 and _is_iso(walk[0]))):
+        ok = False
+    if cursor.sk is not None and not _is_iso(cursor.sk[:_ISO_LENGTH]):
+        ok = False
+    if not ok:
+        raise BadRequest("nextKey is not a valid pagination token for this query")
+
+
+def _is_iso(text: str) -> bool:
+    try:
+        clock.parse_iso_ms(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(slots=True)
+class _Budget:
+    """Query calls left for this request."""
+
+    calls: int = paging.MAX_QUERY_CALLS
+    made: int = 0
+
+    def take(self) -> bool:
+        if self.made >= self.calls:
+            return False
+        self.made += 1
+        return True
+
+    def spent(self) -> bool:
+        return self.made >= self.calls
+
+
+OrderKey = tuple[int, str, str, str, int]
+
+
+@dataclass(slots=True)
+class _Scan:
+    """One partition read in sk order, readings emitted in exact order.
+
+    A chunk's readings are at or after its sk time t0 and at most CHUNK_SPAN_MS after
+    it. Oldest first, a loaded reading x is emitted once x < t0 of the next chunk not
+    yet loaded; newest first, once x - CHUNK_SPAN_MS > that t0; or when no chunk is
+    left. The cursor keeps the sk of the first loaded chunk (in the query's order) that
+    still holds a reading not emitted, and the order key of the last reading emitted.
+    """
+
+    client: Any
+    table: str
+    query: ReadingQuery
+    pk: str
+    start: Cursor | None
+    budget: _Budget
+    pending: list[tuple[OrderKey, Reading]] = field(default_factory=list)  # heap, in emit order
+    last: OrderKey | None = None
+    last_evaluated: dict[str, Any] | None = None
+    exhausted: bool = False
+    started: bool = False
+    calls_here: int = 0
+
+    def __post_init__(self) -> None:
+        if self.start is not None:
+            self.last = tuple(self.start.last) if self.start.last else None  # type: ignore[assignment]
+
+    @property
+    def ascending(self) -> bool:
+        return self.query.order == "asc"
+
+    def _request(self) -> dict[str, Any] | None:
+        q = self.query
+        low = clock.format_ms(max(0, q.from_ms - CHUNK_SPAN_MS)) if q.from_ms is not None else None
+        high = clock.format_ms(q.to_ms) + _KEY_END if q.to_ms is not None else None
+        if self.start is not None and self.start.sk is not None:
+            if self.ascending:
+                low = max(low, self.start.sk) if low is not None else self.start.sk
+            else:
+                high = min(high, self.start.sk) if high is not None else self.start.sk
+        names = {"#pk": "pk"}
+        values: dict[str, Any] = {":pk": {"S": self.pk}}
+        condition = "#pk = :pk"
+        if low is not None and high is not None:
+            if low > high:
+                return None
+            condition += " AND #sk BETWEEN :low AND :high"
+        elif low is not None:
+            condition += " AND #sk >= :low"
+        elif high is not None:
+            condition += " AND #sk <= :high"
+        if low is not None or high is not None:
             names["#sk"] = "sk"
-        if query.from_ms is not None:
-            values[":from"] = {"S": clock.format_ms(query.from_ms)}
-        if query.to_ms is not None:
-            values[":to"] = {"S": clock.format_ms(query.to_ms) + _KEY_END}
+        if low is not None:
+            values[":low"] = {"S": low}
+        if high is not None:
+            values[":high"] = {"S": high}
+        filters = []
+        if q.sensor_id is not None:
+            names["#sensor"], values[":sensor"] = "sensorId", {"S": q.sensor_id}
+            filters.append("#sensor = :sensor")
+        if q.type is not None:
+            names["#type"], values[":type"] = "type", {"S": q.type}
+            filters.append("#type = :type")
         request: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": key_condition,
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
-            "ScanIndexForward": query.order == "asc",
+            "ScanIndexForward": self.ascending,
         }
-        if index:
-            request["IndexName"] = index
-        if query.type:
-            names["#type"] = "type"
-            values[":type"] = {"S": query.type}
-            request["FilterExpression"] = "#type = :type"
-        page = paging.query_page(
-            self._client,
-            request,
-            limit=limit,
-            start_key=start_key,
-            key_attributes=READINGS.page_key_attributes(index),
-            parse=_item_to_reading,
-        )
-        return ReadingPage(page.items, page.last_key)
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        return request
+
+    def _frontier(self) -> int | None:
+        """t0 of the next chunk not yet loaded, as far as known (None: no chunk left)."""
+        if self.exhausted or self.last_evaluated is None:
+            return None
+        return clock.parse_iso_ms(self.last_evaluated["sk"]["S"][:_ISO_LENGTH])
+
+    def _emittable(self, key: OrderKey) -> bool:
+        if not self.started:
+            return False
+        frontier = self._frontier()
+        if frontier is None:
+            return True
+        return key[0] < frontier if self.ascending else key[0] - CHUNK_SPAN_MS > frontier
+
+    def _heap_key(self, key: OrderKey) -> Any:
+        return key if self.ascending else _Reverse(key)
+
+    def _load(self, wanted: int) -> bool:
+        """One more Query call, if the budget allows; False when it does not."""
+        request = self._request()
+        if request is None:
+            self.started, self.exhausted = True, True
+            return True
+        if not self.budget.take():
+            return False
+        minimum = paging.FILTERED_READ_LIMIT if "FilterExpression" in request else MIN_CHUNKS_PER_CALL
+        request["Limit"] = min(MAX_CHUNKS_PER_CALL, max(wanted + 1, minimum) * 4**self.calls_here)
+        if self.last_evaluated is not None:
+            request["ExclusiveStartKey"] = self.last_evaluated
+        self.calls_here += 1
+        response = self.client.query(**request)
+        self.started = True
+        for item in response.get("Items", []):
+            self._add_chunk(item)
+        self.last_evaluated = response.get("LastEvaluatedKey")
+        self.exhausted = self.last_evaluated is None
+        return True
+
+    def _add_chunk(self, item: dict[str, Any]) -> None:
+        q = self.query
+        sk = item["sk"]["S"]
+        sensor, kind, user = item["sensorId"]["S"], item["type"]["S"], item["user"]["S"]
+        if (q.sensor_id is not None and sensor != q.sensor_id) or (q.type is not None and kind != q.type):
+            return
+        run_id = None if self.pk == NO_RUN else self.pk
+        for position, (at, value) in enumerate(_unpack(int(item["firstAt"]["N"]), item["d"]["B"])):
+            if (q.from_ms is not None and at < q.from_ms) or (q.to_ms is not None and at > q.to_ms):
+                continue
+            key: OrderKey = (at, sensor, kind, sk, position)
+            if self.last is not None and (key <= self.last if self.ascending else key >= self.last):
+                continue
+            heapq.heappush(
+                self.pending,
+                (self._heap_key(key), Reading(sensor, kind, value, at, run_id, user)),  # type: ignore[arg-type]
+            )
+
+    def _pop(self) -> tuple[OrderKey, Reading]:
+        heap_key, reading = heapq.heappop(self.pending)
+        key = heap_key.key if isinstance(heap_key, _Reverse) else heap_key
+        return key, reading
+
+    def _peek_key(self) -> OrderKey:
+        heap_key = self.pending[0][0]
+        return heap_key.key if isinstance(heap_key, _Reverse) else heap_key
+
+    def read(self, limit: int) -> list[Reading]:
+        """Up to `limit` readings in order, and enough further to know whether more follow."""
+        out: list[Reading] = []
+        while True:
+            while self.pending and len(out) < limit and self._emittable(self._peek_key()):
+                key, reading = self._pop()
+                out.append(reading)
+                self.last = key
+            if self.started and self.exhausted:
+                return out
+            if len(out) >= limit and self.pending:
+                return out  # something follows
+            starved = self.pending and not out and self.budget.spent()
+            if starved and self.budget.calls < paging.MAX_QUERY_CALLS_STARVED:
+                # Nothing could be shown yet: a few more calls rather than a page that
+                # makes no progress (see README, "Bounded work per request").
+                self.budget.calls += 1
+            if not self._load(limit - len(out)):
+                return out
+
+    def has_more(self) -> bool:
+        return bool(self.pending) or not (self.started and self.exhausted)
+
+    def cursor(self, runs_after: list[str] | None) -> Cursor | None:
+        if not self.has_more():
+            return None
+        if self.pending:
+            sks = [key[3] for key in (self._unwrap(entry[0]) for entry in self.pending)]
+            sk = min(sks) if self.ascending else max(sks)
+        elif self.last_evaluated is not None:
+            sk = self.last_evaluated["sk"]["S"]
+        elif self.start is not None and self.start.sk is not None:  # not read yet: the same place again
+            sk = self.start.sk
+        else:  # not read yet, from the first chunk in the query's order
+            sk = clock.format_ms(0) if self.ascending else clock.format_ms(clock.LATEST_MS) + _KEY_END
+        return Cursor(self.pk, runs_after, sk, self.last)
+
+    @staticmethod
+    def _unwrap(heap_key: Any) -> OrderKey:
+        return heap_key.key if isinstance(heap_key, _Reverse) else heap_key  # type: ignore[no-any-return]
 
 
-def _item_to_reading(item: dict[str, Any]) -> Reading:
-    run = item.get("runId")
-    return Reading(
-        sensor_id=item["sensorId"]["S"],
-        type=item["type"]["S"],
-        value=float(item["reading"]["N"]),
-        timestamp_ms=clock.parse_iso_ms(item["timestamp"]["S"]),
-        run_id=run["S"] if run else None,
-        user=item["user"]["S"],
-    )
+@dataclass(frozen=True, slots=True)
+class _Reverse:
+    """Heap order for newest first."""
+
+    key: OrderKey
+
+    def __lt__(self, other: _Reverse) -> bool:
+        return self.key > other.key

@@ -26,6 +26,7 @@ READING_COLUMNS = ("timestamp", "sensorId", "type", "reading", "user")
 # A report is a download in one response: bounded so it fits Lambda's 6 MB payload.
 MAX_REPORT_RUNS = 1000
 MAX_REPORT_READINGS = 20_000
+MAX_REPORT_PAGES = 20
 
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
@@ -68,7 +69,10 @@ def readings_csv(repository: ReadingRepository, run_id: str) -> str:
     writer.writerow(READING_COLUMNS)
     key = None
     written = 0
-    while written < MAX_REPORT_READINGS:
+    # Bounded in pages too: a page may hold fewer readings than asked (bounded work per request).
+    for _ in range(MAX_REPORT_PAGES):
+        if written >= MAX_REPORT_READINGS:
+            break
         page = repository.query(
             ReadingQuery(run_id=run_id, order="asc"),
             limit=min(1000, MAX_REPORT_READINGS - written),

@@ -183,6 +183,40 @@ class RunRepository:
         )
         return RunPage(page.items, page.last_key)
 
+    def runs_with_sensor(
+        self, sensor_id: str, after: list[str] | None
+    ) -> tuple[list[tuple[str, str]], list[str] | None]:
+        """One Query: runs that declared `sensor_id`, newest first, after the position
+        `after` ([startedAt, id] of a run). Returns [(startedAt, id)] and where to go on
+        from (None: no run left)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": RUNS_BY_START_INDEX,
+            "KeyConditionExpression": "#pk = :pk",
+            "FilterExpression": "contains(#sensors, :sensor)",
+            "ExpressionAttributeNames": {
+                "#pk": "entity",
+                "#sensors": "sensorIds",
+                "#id": "id",
+                "#at": "startedAt",
+            },
+            "ExpressionAttributeValues": {":pk": {"S": RUN_ENTITY}, ":sensor": {"S": sensor_id}},
+            "ScanIndexForward": False,
+            "Limit": paging.FILTERED_READ_LIMIT,
+            # The index's key attributes, so a LastEvaluatedKey can be built from the last item.
+            "ProjectionExpression": "#pk, #at, #id",
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = {
+                "entity": {"S": RUN_ENTITY},
+                "startedAt": {"S": after[0]},
+                "id": {"S": after[1]},
+            }
+        response = self._client.query(**request)
+        found = [(item["startedAt"]["S"], item["id"]["S"]) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return found, [last["startedAt"]["S"], last["id"]["S"]] if last else None  # type: ignore[index]
+
     def newest(self, *, status: str | None = None, limit: int | None = None) -> list[Run]:
         """The newest `limit` (default MAX_LISTED_RUNS) runs with that status: one page, so bounded work."""
         return self.page(limit=limit or MAX_LISTED_RUNS, status=status).runs

@@ -48,13 +48,14 @@ HEADROOM = 1.25
 REQUEST_SECONDS = 0.1
 
 # ---- a flood's writes ----------------------------------------------------------------------
-# The heaviest request the API accepts: a batch of MAX_BATCH_READINGS readings, each one write
-# unit (items < 1 KB) on the readings table plus one on each of its indexes (projection ALL).
+# The heaviest request the API accepts: a batch of MAX_BATCH_READINGS readings, at worst one
+# chunk each (every reading another sensor or type), each chunk one write unit (items < 1 KB)
+# on the readings table plus one on each of its indexes (it has none: see chalicelib/tables.py).
 WRITE_UNITS_PER_READING = 1 + len(READINGS.indexes)
 MAX_WRITE_UNITS_PER_REQUEST = MAX_BATCH_READINGS * WRITE_UNITS_PER_READING
 # ASSUMPTION: DynamoDB's default per-table quota for on-demand tables (40,000 write request
-# units per second, adjustable in Service Quotas) caps the readings written per second; each
-# also writes its indexes. A flood of full batches reaches this cap long before the throttle.
+# units per second, adjustable in Service Quotas) caps the chunks written per second (and the
+# writes to any index). A flood of full batches reaches this cap long before the throttle.
 DYNAMODB_TABLE_WRITE_QUOTA = 40_000
 MAX_WRITE_UNITS_PER_SECOND = DYNAMODB_TABLE_WRITE_QUOTA * WRITE_UNITS_PER_READING
 

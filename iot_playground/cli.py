@@ -251,5 +251,27 @@ def migrate(
     sys.exit(run_migrate_command(options, stage=stage, console=_console()))
 
 
+@main.command("migrate-readings-layout")
+@click.option("--stage", default=None, help="Use this stage's table names from .chalice/config.json.")
+def migrate_readings_layout(stage: str | None) -> None:
+    """Rewrite readings of the old one-item-per-reading layout as chunks (issue 10).
+
+    Each chunk is written with the deletion of its old items in one transaction:
+    resumable after any interruption, and a second run changes nothing. Needs
+    operator credentials (Scan, TransactWriteItems with deletes). The target is the
+    app's: READINGS_TABLE and DYNAMODB_ENDPOINT, or --stage.
+    """
+    from iot_playground.migrate import target_client, target_settings
+    from iot_playground.readings_layout import migrate_layout
+
+    settings = target_settings(stage)
+    summary = migrate_layout(target_client(settings), settings.readings_table)
+    click.echo(
+        f"{settings.readings_table}: {summary.readings} readings of {summary.partitions} old partitions"
+        f" rewritten as {summary.chunks} chunks"
+        + ("" if summary.readings else " (nothing of the old layout left)")
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -86,9 +86,10 @@ def plan_table(
             client.create_table(**request)
             client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})
 
-        features = [f"{len(definition.indexes)} indexes", "on-demand"] + (
-            ["KMS-encrypted"] if durable else []
-        )
+        features = [
+            f"{len(definition.indexes)} indexes" if definition.indexes else "no index",
+            "on-demand",
+        ] + (["KMS-encrypted"] if durable else [])
         return [
             Change(table_name, f"create table ({', '.join(features)})", create, creates_table=True),
             *_ttl_and_backups(client, definition, table_name, durable),
@@ -105,6 +106,11 @@ def plan_table(
             )
         )
     present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+    wanted_names = {index["IndexName"] for index in wanted.get("GlobalSecondaryIndexes", [])}
+    for name in sorted(present - wanted_names):
+        # An index the definition no longer has (the readings table's two, since readings
+        # are chunks keyed by run): it only bills every write again.
+        changes.append(_drop_index(client, table_name, name))
     for index in wanted.get("GlobalSecondaryIndexes", []):
         if index["IndexName"] not in present:
             changes.append(_create_index(client, table_name, wanted["AttributeDefinitions"], index))
@@ -133,6 +139,34 @@ def _create_index(
         wait_until_active(client, table_name)
 
     return Change(table_name, f"add index {index['IndexName']}", create)
+
+
+def _drop_index(client: DynamoDBClient, table_name: str, index_name: str) -> Change:
+    def drop() -> None:
+        wait_until_active(client, table_name)
+        client.update_table(
+            TableName=table_name,
+            GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": index_name}}],
+        )
+        _wait_until_gone(client, table_name, index_name)
+
+    return Change(table_name, f"drop index {index_name}", drop)
+
+
+def _wait_until_gone(
+    client: DynamoDBClient, table_name: str, index_name: str, delay: float = _WAIT_DELAY_SECONDS
+) -> None:
+    deadline = time.monotonic() + _WAIT_TIMEOUT_SECONDS
+    while True:
+        table = client.describe_table(TableName=table_name)["Table"]
+        names = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        if index_name not in names and table.get("TableStatus") == "ACTIVE":
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{table_name}: index {index_name} still there after {_WAIT_TIMEOUT_SECONDS:.0f}s"
+            )
+        time.sleep(delay)
 
 
 def _ttl_and_backups(

@@ -42,14 +42,21 @@ def walk(client, path):
             return items, pages
 
 
-def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(faulty_client, queries):
-    run = start_run(faulty_client)
+def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(
+    faulty_client, queries, monkeypatch
+):
+    from chalicelib import readings
+
+    # Small reads per call, so that 1000 readings (50 sensors: ~100 chunks) outlast one request.
+    monkeypatch.setattr(paging, "FILTERED_READ_LIMIT", 5)
+    monkeypatch.setattr(readings, "MAX_CHUNKS_PER_CALL", 10)
+    run = start_run(faulty_client, sensors=50)
     for start in (0, 500):
         post_batch(
             faulty_client,
             run["id"],
             [
-                {"sensorId": "s", "reading": i, "timestamp": 1_800_000_000_000 + i}
+                {"sensorId": f"sensor-{i % 50 + 1}", "reading": i, "timestamp": 1_800_000_000_000 + i}
                 for i in range(start, start + 500)
             ],
         )
@@ -62,7 +69,7 @@ def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(faulty
     items, pages = walk(faulty_client, f"/api/sensors/data?runId={run['id']}&type=humidity&limit=1")
     assert items == []
     assert queries["Query"] <= pages * paging.MAX_QUERY_CALLS
-    assert pages <= 1000 // (paging.MAX_QUERY_CALLS * paging.FILTERED_READ_LIMIT) + 1
+    assert pages <= 100 // (5 + 10 + 10) + 1
 
 
 def test_a_filter_finds_sparse_matches_across_pages_without_loss(faulty_client):

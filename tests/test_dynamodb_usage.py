@@ -51,10 +51,16 @@ def test_first_reading_in_another_container_reads_the_run_once(client, calls):
     assert calls == Counter({"GetItem": 1, "PutItem": 5})
 
 
-def test_batch_is_one_batch_write_per_25(client, calls):
-    run = start_run(client)
+def test_batch_is_one_batch_write_per_25_chunks(client, calls):
+    run = start_run(client, sensors=60)
     calls.clear()
+    # 4 sensors: 4 chunks, one BatchWriteItem.
     batch = [{"sensorId": f"s{i % 4}", "reading": i} for i in range(60)]
+    assert post_reading(client, run["id"], batch) == (201, {"ingested": 60})
+    assert calls == Counter({"BatchWriteItem": 1})
+    # 60 sensors, one reading each: 60 chunks, 25 per BatchWriteItem.
+    calls.clear()
+    batch = [{"sensorId": f"sensor-{i + 1}", "reading": i} for i in range(60)]
     assert post_reading(client, run["id"], batch) == (201, {"ingested": 60})
     assert calls == Counter({"BatchWriteItem": 3})
 
@@ -80,11 +86,18 @@ def test_unprocessed_items_are_retried_until_written(aws):
             return {"UnprocessedItems": {table: rest} if rest else {}}
 
     repository = ReadingRepository(Flaky(), table, 30)  # type: ignore[arg-type]
-    readings = [Reading("s", "temperature", float(i), 1_800_000_000_000 + i, None, "u") for i in range(25)]
+    # 25 sensors: 25 chunks of one reading.
+    readings = [
+        Reading(f"s{i}", "temperature", float(i), 1_800_000_000_000 + i, None, "u") for i in range(25)
+    ]
     assert repository.put_many(readings) == 25
     assert Flaky.calls == 3
-    stored = ReadingRepository(real, table, 30).query(ReadingQuery(sensor_id="s"), limit=100, start_key=None)
-    assert sorted(r.value for r in stored.readings) == [float(i) for i in range(25)]
+    repository = ReadingRepository(real, table, 30)
+    values = []
+    for i in range(25):
+        page = repository.query(ReadingQuery(sensor_id=f"s{i}"), limit=100, start_key=None)
+        values += [r.value for r in page.readings]
+    assert sorted(values) == [float(i) for i in range(25)]
 
 
 def test_readings_dynamodb_never_accepts_are_reported_not_dropped(aws, client):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import ADMIN, call, start_run
+from tests.helpers import ADMIN, TEST_SENSORS, call, start_run
 
 RUN_LIMIT = 5
 
@@ -119,9 +119,9 @@ def test_batch_resent_after_a_partial_503_stores_every_timestamped_reading_once(
     faulty_client, dynamodb_faults
 ):
     run = start_run(faulty_client)
-    batch = timestamped(60)
-    # DynamoDB takes 3 items per BatchWriteItem: the first chunk runs out of attempts.
-    dynamodb_faults.unprocess_batch_writes(times=1000, keep=3)
+    # 16 sensors: 16 chunks. DynamoDB takes 1 item per BatchWriteItem: the batch runs out of attempts.
+    batch = [{**reading, "sensorId": TEST_SENSORS[i % 16]} for i, reading in enumerate(timestamped(60))]
+    dynamodb_faults.unprocess_batch_writes(times=1000, keep=1)
     status, body = post_readings(faulty_client, run["id"], batch)
     assert status == 503 and body["error"] == "ServiceUnavailable", body
     assert (
@@ -140,9 +140,9 @@ def test_batch_without_timestamps_resent_with_its_idempotency_key_is_stored_once
     faulty_client, dynamodb_faults
 ):
     run = start_run(faulty_client)
-    batch = [{"sensorId": f"s{i % 3}", "reading": float(i)} for i in range(40)]
+    batch = [{"sensorId": TEST_SENSORS[i % 16], "reading": float(i)} for i in range(40)]
     key = {"Idempotency-Key": str(uuid.uuid4())}
-    dynamodb_faults.unprocess_batch_writes(times=1000, keep=3)
+    dynamodb_faults.unprocess_batch_writes(times=1000, keep=1)  # 16 chunks, 1 stored per call
     assert post_readings(faulty_client, run["id"], batch, **key)[0] == 503
     dynamodb_faults.clear()
     assert post_readings(faulty_client, run["id"], batch, **key) == (201, {"ingested": 40})

@@ -258,8 +258,10 @@ def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(
     assert len(readings) == 120
     keys = {(item["pk"]["S"], item["sk"]["S"]) for item in readings}
     assert len(keys) == 120
-    assert all(item["pk"]["S"].startswith("-|sensor-") for item in readings)  # no run column: no run
-    assert sorted(float(item["reading"]["N"]) for item in readings) == sorted(
+    # No run column: no run. One chunk of one reading per row, keyed by the row id.
+    assert all(item["pk"]["S"] == "-" and item["sensorId"]["S"].startswith("sensor-") for item in readings)
+    assert all(item["n"]["N"] == "1" and "#import-" in item["sk"]["S"] for item in readings)
+    assert sorted(_values(item)[0] for item in readings) == sorted(
         round(15 + n % 200 / 10, 1) for n in range(120)
     )
 
@@ -321,6 +323,12 @@ def test_dry_run_writes_nothing_and_counts_what_it_would(aws, old_database):
     assert _summary_row(output, "sensor_data") == [10, 10, 0, 0]
 
 
+def _values(item):
+    from chalicelib.readings import _unpack
+
+    return [value for _, value in _unpack(int(item["firstAt"]["N"]), item["d"]["B"])]
+
+
 def test_readings_join_their_run_when_the_old_table_has_a_run_column(aws, old_database):
     runs = _fill(old_database, runs=2, readings=8, with_run_column=True)
     code, output = _invoke("--postgres", old_database)
@@ -329,8 +337,8 @@ def test_readings_join_their_run_when_the_old_table_has_a_run_column(aws, old_da
     assert len(readings) == 8
     by_run = {run["id"]: run for run in runs}
     for item in readings:
-        run_id = item["runId"]["S"]
-        assert item["pk"]["S"].startswith(f"{run_id}|")
+        run_id = item["pk"]["S"]
+        assert run_id in by_run
         assert item["user"]["S"] == by_run[run_id]["user"]
 
 

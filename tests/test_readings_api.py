@@ -197,8 +197,9 @@ def test_readings_carry_a_ttl(client, monkeypatch):
     items = dynamodb_client().query(
         TableName=get_settings().readings_table,
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"{run['id']}|s"}},
+        ExpressionAttributeValues={":pk": {"S": run["id"]}},
     )["Items"]
+    assert len(items) == 1
     expires = int(items[0]["expiresAt"]["N"])
     assert abs(expires - (time.time() + 30 * 86_400)) < 60
 
@@ -207,8 +208,8 @@ def test_ttl_zero_keeps_readings_forever(monkeypatch):
     from chalicelib.readings import Reading, ReadingRepository
 
     repository = ReadingRepository(client=None, table_name="t", ttl_days=0)  # type: ignore[arg-type]
-    item = repository.to_item(Reading("s", "temperature", 1.0, 1_800_000_000_000, None, "u"))
-    assert "expiresAt" not in item and "runId" not in item
+    ((item, count),) = repository.to_items([Reading("s", "temperature", 1.0, 1_800_000_000_000, None, "u")])
+    assert "expiresAt" not in item and item["pk"] == {"S": "-"} and count == 1
 
 
 @pytest.mark.parametrize(

@@ -67,15 +67,15 @@ def test_dry_run_changes_nothing(dynamodb, dev):
     planned = tables_admin.provision_tables(dynamodb, dev, apply=False)
     assert [str(c) for c in planned if c.creates_table] == [
         f"{RUNS.table_name(dev)}: create table (3 indexes, on-demand, KMS-encrypted)",
-        f"{READINGS.table_name(dev)}: create table (2 indexes, on-demand, KMS-encrypted)",
+        f"{READINGS.table_name(dev)}: create table (no index, on-demand, KMS-encrypted)",
     ]
     assert dynamodb.list_tables()["TableNames"] == []
 
 
 def test_existing_table_gets_missing_index_billing_ttl_and_recovery(dynamodb, dev):
     """A table from an older definition: provisioned, one index short, no TTL, no PITR."""
-    name = READINGS.table_name(dev)
-    request = READINGS.create_table_request(name)
+    name = RUNS.table_name(dev)
+    request = RUNS.create_table_request(name)
     kept = request["GlobalSecondaryIndexes"][:1]
     used = {k["AttributeName"] for k in request["KeySchema"] + kept[0]["KeySchema"]}
     throughput = {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}
@@ -92,17 +92,62 @@ def test_existing_table_gets_missing_index_billing_ttl_and_recovery(dynamodb, de
         }
     )
     changes = [c.description for c in tables_admin.provision_tables(dynamodb, dev) if c.table == name]
-    missing_index = request["GlobalSecondaryIndexes"][1]["IndexName"]
+    missing = [index["IndexName"] for index in request["GlobalSecondaryIndexes"][1:]]
     assert changes == [
         "switch to on-demand billing",
-        f"add index {missing_index}",
+        *(f"add index {index}" for index in missing),
         "expire items by TTL on expiresAt",
         "turn on point-in-time recovery",
     ]
     table, pitr, ttl = _describe(dynamodb, name)
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {i.name for i in READINGS.indexes}
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {i.name for i in RUNS.indexes}
     assert pitr == "ENABLED" and ttl["TimeToLiveStatus"] == "ENABLED"
+    assert tables_admin.provision_tables(dynamodb, dev) == []
+
+
+def test_readings_table_of_the_old_layout_loses_its_two_indexes(dynamodb, dev):
+    """Readings used to be indexed by run and by sensor (projection ALL): every write billed
+    three times. `make tables` drops both indexes, once."""
+    from chalicelib.tables import RETIRED_READINGS_INDEXES
+
+    name = READINGS.table_name(dev)
+    tables_admin.provision_tables(dynamodb, dev)
+    dynamodb.delete_table(TableName=name)
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": attribute, "AttributeType": "S"}
+            for attribute in ("pk", "sk", "runId", "sensorId")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": attribute, "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, attribute in zip(RETIRED_READINGS_INDEXES, ("runId", "sensorId"), strict=True)
+        ],
+        SSESpecification=tables_admin.SSE_SPECIFICATION,
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
+    dynamodb.update_continuous_backups(
+        TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    planned = tables_admin.provision_tables(dynamodb, dev, apply=False)
+    assert [str(c) for c in planned] == [
+        f"{name}: drop index {index}" for index in sorted(RETIRED_READINGS_INDEXES)
+    ]
+    assert [str(c) for c in tables_admin.provision_tables(dynamodb, dev)] == [str(c) for c in planned]
+    table, _, _ = _describe(dynamodb, name)
+    assert not table.get("GlobalSecondaryIndexes")
     assert tables_admin.provision_tables(dynamodb, dev) == []
 
 
