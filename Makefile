@@ -32,6 +32,11 @@ tools: $(TOOLS_STAMP)
 tables: $(STAMP)
 	$(BIN)/python -m iot_playground.tables_admin --stage $(STAGE)
 
+# After `chalice deploy`: throttle, admin usage plan and key, gateway responses, alarms (idempotent).
+.PHONY: guards
+guards: $(STAMP)
+	$(BIN)/python -m iot_playground.guards --stage $(STAGE)
+
 package: $(STAMP)
 	$(BIN)/python -m iot_playground.packaging --stage $(STAGE)
 
