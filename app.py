@@ -9,7 +9,19 @@ from typing import Any
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
-from chalicelib import admin_key, clock, deps, grafana, idempotency, logs, params, reports, retry, viewer
+from chalicelib import (
+    admin_key,
+    clock,
+    deps,
+    grafana,
+    http_surface,
+    idempotency,
+    logs,
+    params,
+    reports,
+    retry,
+    viewer,
+)
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
@@ -35,11 +47,14 @@ app = Chalice(app_name="iot-playground")
 # Chalice's defaults here; `chalice package`/`deploy` give API Gateway `*/*` as well, so the
 # report ZIP reaches browsers as bytes whatever their Accept header (see chalicelib/media_types.py).
 app.api.binary_types = app_binary_types()
-app.api.cors = CORSConfig(
-    allow_origin=get_settings().cors_origin,
+_cors_config = CORSConfig(
+    allow_origin=get_settings().cors_origins[0],
     allow_headers=["X-User", "X-Run-Id", idempotency.HEADER],
     max_age=600,
 )
+# One origin or `*`: the gateway answers preflights. Several: the app does (see http_surface.py).
+cors = http_surface.CorsPolicy(get_settings().cors_origins, _cors_config)
+app.api.cors = cors.route_config(_cors_config)
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -89,16 +104,22 @@ def route(
                 return answer(kwargs)
             return _answer_once(key, lambda: answer(kwargs))
 
+        # POST bodies are JSON only (http_surface refuses the rest with a 415 in this API's format).
+        content_types = ["application/json"] if "POST" in methods else ["application/json", "text/plain"]
         for path in paths:
             app.route(
-                path,
-                methods=list(methods),
-                content_types=["application/json", "text/plain"],
-                api_key_required=api_key_required,
+                path, methods=list(methods), content_types=content_types, api_key_required=api_key_required
             )(handler)
+            if not cors.gateway_preflight and "OPTIONS" not in app.routes[path]:
+                app.route(path, methods=["OPTIONS"], content_types=["*/*"])(preflight)
         return handler
 
     return register
+
+
+def preflight(**_: str) -> Response:
+    """CORS preflight when CORS_ORIGIN lists several origins; http_surface answers it first."""
+    return cors.preflight(_request().headers.get("origin"), app.routes[_request().context["resourcePath"]])
 
 
 def _answer_once(key: str, answer: Callable[[], Response]) -> Response:
@@ -187,6 +208,10 @@ def request_context(request: Request, get_response: Callable[[Request], Response
         _current_request.reset(current)
         grafana.set_viewer_base("")
         logs.clear()
+
+
+# Inside request_context, so refusals are logged with the request's context.
+app.register_middleware(http_surface.HttpSurface(app.routes, cors, error_response), "http")
 
 
 @app.middleware("scheduled")
@@ -444,9 +469,10 @@ def download_report() -> Response:
 
 
 @route("/infra/latest-deployment")
-def latest_deployment() -> None:
-    # The infrastructure manager answers this; from here, 404 means "no deployment".
-    raise NotFound("no deployment information on this API")
+def latest_deployment() -> dict[str, Any]:
+    # The infrastructure manager answers this. The frontend polls it every 5 s and reads this
+    # 200 as "no deployment", like a 404, which browsers would log as a console error each time.
+    return {"success": False, "message": "no deployment information on this API"}
 
 
 # ---- scheduled -------------------------------------------------------------
