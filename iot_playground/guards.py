@@ -351,6 +351,8 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError
+
     parser = argparse.ArgumentParser(description="Apply the stage's guardrails after `chalice deploy`.")
     parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
     parser.add_argument(
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             alarm_topic_arn=args.alarm_topic_arn,
             dry_run=args.dry_run,
         )
-    except GuardsError as error:
+    except (GuardsError, BotoCoreError) as error:  # e.g. no credentials or region in the environment
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ import pytest
 
 from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import cfn_template, guardrails, iam
+from iot_playground import cfn_template, guardrails, iam, tf_template
 from iot_playground.checkov_view import write_view
 from iot_playground.stages import Stage
 from iot_playground.tf_template import SECRET_VARIABLE
@@ -473,3 +473,23 @@ def test_both_formats_hold_the_same_alarms(template, packaged):
                 q["MetricStat"]["Metric"]["MetricName"] for q in properties["Metrics"] if "MetricStat" in q
             ]
             assert [q["metric"]["metric_name"] for q in tf[name]["metric_query"] if "metric" in q] == metrics
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_every_stage_gets_its_own_admin_plan_and_key_in_both_formats(packaged, name):
+    stage = Stage.load(name)
+    merge = cfn_template.merge_template(stage)["Resources"]
+    plan = merge[cfn_template.ADMIN_USAGE_PLAN_ID]["Properties"]
+    assert plan["UsagePlanName"] == f"iot-playground-{name}-admin"
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}]
+    assert merge[cfn_template.ADMIN_API_KEY_ID]["Properties"]["Name"] == f"iot-playground-{name}-admin"
+    # The functions of Chalice's Terraform are the same in every stage (their names differ).
+    tf = tf_template.extras(stage, packaged.tf("chalice.tf.json"))["resource"]
+    assert tf["aws_api_gateway_usage_plan"]["admin"]["name"] == f"iot-playground-{name}-admin"
+    assert tf["aws_api_gateway_api_key"]["admin"]["name"] == f"iot-playground-{name}-admin"
+    origin = stage.environment["CORS_ORIGIN"]
+    for response in tf["aws_api_gateway_gateway_response"].values():
+        assert (
+            response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+            == f"'{origin}'"
+        )
