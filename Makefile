@@ -10,7 +10,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
 STAGE ?= dev
 
-.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies
+.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies openapi
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ package-tf: $(STAMP)
 
 policies: $(STAMP)
 	$(BIN)/python -m iot_playground.iam
+
+# docs/openapi.json from the msgspec schemas (chalicelib/openapi.py); also served at GET /api/openapi.json.
+openapi: $(STAMP)
+	$(BIN)/python -m chalicelib.openapi
 
 run: $(STAMP)
 	PORT=$(PORT) $(BIN)/python -m iot_playground.local_stack --port $(PORT)

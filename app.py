@@ -242,6 +242,14 @@ def health() -> dict[str, str]:
     return {"status": "ok", "stage": settings.stage, "version": settings.version}
 
 
+@route("/api/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    from chalicelib import openapi  # built on the first request for it (chalicelib/openapi.py)
+
+    request = _request()
+    return openapi.served(viewer.public_base_url(request.headers, request.context))
+
+
 # ---- runs ------------------------------------------------------------------
 
 
