@@ -18,9 +18,8 @@ from chalicelib import (
     idempotency,
     logs,
     params,
-    reports,
+    public_url,
     retry,
-    viewer,
 )
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
@@ -55,6 +54,8 @@ _cors_config = CORSConfig(
 # One origin or `*`: the gateway answers preflights. Several: the app does (see http_surface.py).
 cors = http_surface.CorsPolicy(get_settings().cors_origins, _cors_config)
 app.api.cors = cors.route_config(_cors_config)
+# The DynamoDB client and repositories, now: in Lambda's init phase, not in the first request.
+deps.init()
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -200,7 +201,7 @@ def request_context(request: Request, get_response: Callable[[Request], Response
         query=request.query_params,
         lambda_context=request.lambda_context,
     )
-    grafana.set_viewer_base(viewer.public_base_url(request.headers, request.context))
+    grafana.set_viewer_base(public_url.public_base_url(request.headers, request.context))
     current = _current_request.set(request)
     try:
         return get_response(request)
@@ -223,13 +224,21 @@ def invocation_context(event: Any, get_response: Callable[[Any], Any]) -> Any:
         logs.clear()
 
 
+# Routes that only some requests take import what they need themselves (viewer, report
+# builder): a cold start then loads only what every request needs.
+
+
 @route("/")
 def run_viewer() -> Response:
+    from chalicelib import viewer
+
     return viewer.page_response(_request().context)
 
 
-@route(viewer.ASSET_ROUTE)
+@route(public_url.VIEWER_ASSET_ROUTE)
 def run_viewer_asset(name: str) -> Response:
+    from chalicelib import viewer
+
     return viewer.asset_response(name)
 
 
@@ -247,7 +256,7 @@ def openapi_document() -> dict[str, Any]:
     from chalicelib import openapi  # built on the first request for it (chalicelib/openapi.py)
 
     request = _request()
-    return openapi.served(viewer.public_base_url(request.headers, request.context))
+    return openapi.served(public_url.public_base_url(request.headers, request.context))
 
 
 # ---- runs ------------------------------------------------------------------
@@ -456,6 +465,8 @@ def get_readings() -> dict[str, Any]:
 
 @route("/api/reports/download")
 def download_report() -> Response:
+    from chalicelib import reports
+
     query = _query()
     run_id = params.run_id_value(query.get("runId"), source="runId")
     runs = deps.run_repository().newest(limit=reports.MAX_REPORT_RUNS)
