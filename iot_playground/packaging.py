@@ -19,9 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
+from iot_playground import lambda_layers
 from iot_playground.cfn_template import merge_template
 from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
 from iot_playground.tf_template import extras, overrides
@@ -70,8 +72,23 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def check_stage(stage: Stage) -> None:
+    """Runtime and Powertools layer agree with this interpreter and the pinned release."""
+    from chalice.config import Config
+
+    lambda_layers.check_interpreter(stage, Config().lambda_python_version)
+    lambda_layers.powertools_layer(stage)
+
+
+def package_sizes(archive: Path) -> tuple[int, int]:
+    """deployment.zip's size, and the size of what it unpacks to (Lambda's limit is 250 MB)."""
+    with zipfile.ZipFile(archive) as bundle:
+        return archive.stat().st_size, sum(entry.file_size for entry in bundle.infolist())
+
+
 def package_cloudformation(stage_name: str, out: Path) -> Path:
     stage = Stage.load(stage_name)
+    check_stage(stage)
     with tempfile.TemporaryDirectory(prefix="merge-") as scratch:
         merge_path = Path(scratch) / MERGE_TEMPLATE
         _write(merge_path, merge_template(stage))
@@ -110,6 +127,7 @@ def _copy_app(stage_name: str, target: Path) -> None:
 
 def package_terraform(stage_name: str, out: Path) -> Path:
     stage = Stage.load(stage_name)
+    check_stage(stage)
     with tempfile.TemporaryDirectory(prefix="chalice-tf-") as scratch:
         project = Path(scratch)
         _copy_app(stage_name, project)
@@ -131,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or default_output(args.stage, args.pkg_format)).resolve()
     package = package_cloudformation if args.pkg_format == "cloudformation" else package_terraform
     written = package(args.stage, out)
-    size = (out / "deployment.zip").stat().st_size
+    zipped, unzipped = package_sizes(out / "deployment.zip")
     print(f"{written.relative_to(Path.cwd()) if written.is_relative_to(Path.cwd()) else written}")
-    print(f"deployment.zip: {size / 1024 / 1024:.1f} MiB")
+    print(f"deployment.zip: {zipped / 1024:.0f} KiB ({unzipped / 1024:.0f} KiB unpacked)")
     return 0
 
 

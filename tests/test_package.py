@@ -3,6 +3,7 @@ cfn-lint and checkov accept the CloudFormation template."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import cfn_template, guardrails, iam, tf_template
+from iot_playground import cfn_template, guardrails, iam, lambda_layers, tf_template
 from iot_playground.checkov_view import write_view
 from iot_playground.stages import Stage
 from iot_playground.tf_template import SECRET_VARIABLE
@@ -270,11 +271,54 @@ def test_prod_merge_template_switches_tracing_on():
     assert any(s["Sid"] == "WriteTraces" for s in statements)
 
 
+# Powertools comes from its public layer, boto3 and botocore from the runtime: the package is small.
+MAX_PACKAGE_BYTES = 700 * 1024
+
+
 def test_lambda_package_holds_the_app_and_its_runtime_dependencies_only(packaged):
     with zipfile.ZipFile(packaged.cloudformation / "deployment.zip") as archive:
         top = {name.split("/")[0] for name in archive.namelist()}
-    assert {"app.py", "chalicelib", "chalice", "msgspec", "aws_lambda_powertools"} <= top
-    assert not top & {"iot_playground", "tests", "boto3", "botocore", "moto", "pytest"}
+    assert {"app.py", "chalicelib", "chalice", "msgspec"} <= top
+    assert not top & {"iot_playground", "tests", "boto3", "botocore", "moto", "pytest", "benchmarks"}
+    assert not {name for name in top if name.startswith(("aws_lambda_powertools", "jmespath"))}
+    for zip_path in (packaged.cloudformation, packaged.terraform):
+        assert (zip_path / "deployment.zip").stat().st_size <= MAX_PACKAGE_BYTES
+
+
+def test_both_formats_run_every_function_on_the_stated_runtime_with_the_powertools_layer(
+    template, packaged, stage
+):
+    layer = lambda_layers.powertools_layer(stage)  # checked against runtime and the pinned release
+    runtime = lambda_layers.stage_runtime(stage)
+    functions = _of_type(template, "AWS::Serverless::Function").values()
+    assert len(functions) == len(stage.function_names())
+    for function in functions:
+        assert function["Properties"]["Runtime"] == runtime
+        assert function["Properties"]["Layers"] == [layer.arn]
+    tf_functions = packaged.tf("chalice.tf.json")["resource"]["aws_lambda_function"].values()
+    assert len(tf_functions) == len(stage.function_names())
+    for function in tf_functions:
+        assert function["runtime"] == runtime
+        assert function["layers"] == [layer.arn]
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_each_deploy_stage_pins_the_layer_of_the_powertools_the_tests_use(name):
+    layer = lambda_layers.powertools_layer(Stage.load(name))
+    assert layer.region == "eu-west-3"  # the stages' region (see iot_playground/lambda_layers.py)
+    assert lambda_layers.pinned_powertools() == importlib.metadata.version("aws-lambda-powertools")
+    assert "aws-lambda-powertools" not in (ROOT / "requirements.txt").read_text()  # never vendored
+
+
+def test_a_layer_for_another_python_or_release_is_refused():
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    (arn,) = config["stages"]["dev"]["layers"]
+    for wrong in (arn.replace("python311", "python312"), arn.rsplit(":", 1)[0] + ":39"):
+        config["stages"]["dev"]["layers"] = [wrong]
+        with pytest.raises(ValueError):
+            lambda_layers.powertools_layer(Stage.load("dev", config))
+    with pytest.raises(RuntimeError, match=re.escape("package with a python3.11 virtualenv")):
+        lambda_layers.check_interpreter(Stage.load("dev"), "python3.12")
 
 
 # ---- Terraform --------------------------------------------------------------
