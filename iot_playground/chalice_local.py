@@ -9,6 +9,8 @@
   in small pieces so that the client gets to read the answer, beyond that the connection is
   closed unread, and a `100-continue` request is refused before the client sends its body.
   A chunked body (which the stock server ignores) is read up to the limit.
+- **Unknown methods** (TRACE, QUERY, ...) answer 405 `{"error": "MethodNotAllowed"}` like the
+  app's own 405, instead of the stock server's HTML 501.
 - **Unknown routes** answer 404 `{"error": "NotFound", "message"}` with the API's CORS
   headers, instead of the stock 403 `{"message": "Missing Authentication Token"}`.
 
@@ -185,6 +187,16 @@ def _handler_class() -> type[Any]:
 
         def _parse_payload(self) -> tuple[dict[str, Any], bytes | None]:
             return dict(self.headers), self._body
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            # http.server answers a method it has no do_<METHOD> for (TRACE, QUERY...) with an
+            # HTML 501 before the app sees it: answer it as the app answers a method it does not serve.
+            if code != 501:
+                super().send_error(code, message, explain)
+                return
+            from chalicelib.errors import MethodNotAllowed
+
+            self._refuse(MethodNotAllowed(f"method {self.command} is not allowed"))
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 

@@ -352,6 +352,13 @@ def test_over_http_refusals_are_json(local_stack):
     connection.close()
     status, body, headers = http("DELETE", f"{api}/api/runs/start")
     assert (status, body["error"], headers["Allow"]) == (405, "MethodNotAllowed", "POST")
+    for method in ("TRACE", "QUERY"):  # methods the local server itself has no handler for
+        status, body, headers = http(method, f"{api}/api/health")
+        assert (status, body["error"], headers["Content-Type"]) == (
+            405,
+            "MethodNotAllowed",
+            "application/json",
+        )
     for path in ("/nope", "/api/runs/x/y/z", "/api"):
         status, body, headers = http("GET", f"{api}{path}")
         assert status == 404 and body == {"error": "NotFound", "message": f"no route GET {path}"}

@@ -37,8 +37,8 @@ CHECKS = (
 MAX_EXAMPLES = 25  # per operation and phase
 MIN_REQUESTS = 1000
 # Methods a path does not serve, sent to each (the app answers 405, OPTIONS is a CORS
-# preflight). Not TRACE and QUERY: `chalice local`'s HTTP server answers those itself, with
-# a 501 HTML page, before the app sees them; a server of `make run`'s, not the API's.
+# preflight; TRACE and QUERY are answered 405 by `make run`'s server itself, and tested in
+# tests/test_http_surface.py).
 UNEXPECTED_METHODS = ["get", "put", "post", "delete", "options", "patch"]
 
 
