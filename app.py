@@ -28,7 +28,6 @@ from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import ReadingQuery
 from chalicelib.schemas import (
-    RUN_ID_RE,
     RUN_STATUSES,
     FinishRunRequest,
     ReadingIn,
@@ -385,17 +384,16 @@ def finish_run(run_id: str) -> Any:
     run_id = params.path_run_id(run_id)  # as get_run: same answer for the same id
     raw = _body()
     request = decode(raw, FinishRunRequest) if raw.strip() else FinishRunRequest()
-    status = request.status.upper()
+    # ASCII only: str.upper() maps some other letters to ASCII ones (U+017F long s to S).
+    status = request.status.upper() if request.status.isascii() else request.status
     if status == "COMPLETED":
         status = "SUCCESS"
     if status not in ("SUCCESS", "FAILED"):
         raise ValidationFailed("status must be SUCCESS, COMPLETED or FAILED")
     message = request.errorMessage if request.errorMessage is not None else request.message
-    if not RUN_ID_RE.match(run_id):
-        raise NotFound(f"run {run_id} not found")
     claim = idempotency.current()
     run = deps.run_repository().end(
-        run_id.lower(),
+        run_id,
         status,
         message if status == "FAILED" else None,
         token=claim.derived_id() if claim else None,
