@@ -63,6 +63,8 @@ typecheck: $(STAMP)
 test: $(STAMP) $(TOOLS_STAMP) lint typecheck
 	$(BIN)/pytest
 
+# The full benchmark (README "Performance"): tables on stdout, bench/results.json. Not part of
+# `make test`, which runs it at tiny sizes (tests/test_bench.py).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 

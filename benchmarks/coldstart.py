@@ -89,7 +89,8 @@ def compare(env: Mapping[str, str], runs: int = 10) -> dict[str, Any]:
 
 
 def sdk_clients(env: Mapping[str, str], runs: int = 10) -> dict[str, Any]:
-    """Import + create one DynamoDB client: boto3, botocore, and botocore as the app sets it up."""
+    """Import + create one DynamoDB client: boto3, botocore, and botocore as the app sets it up
+    (`init_ms` is the import, `first_request_ms` the client's creation)."""
     kinds = ("boto3", "botocore", "app-client")
     measured: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for run in range(runs):
