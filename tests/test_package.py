@@ -4,9 +4,11 @@ cfn-lint and checkov accept the CloudFormation template."""
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import re
 import subprocess
+import sys
 import zipfile
 from typing import Any
 
@@ -283,6 +285,24 @@ def test_lambda_package_holds_the_app_and_its_runtime_dependencies_only(packaged
     assert not {name for name in top if name.startswith(("aws_lambda_powertools", "jmespath"))}
     for zip_path in (packaged.cloudformation, packaged.terraform):
         assert (zip_path / "deployment.zip").stat().st_size <= MAX_PACKAGE_BYTES
+
+
+def test_package_carries_unchecked_bytecode_of_every_module_for_its_runtime(packaged, stage):
+    runtime = lambda_layers.stage_runtime(stage)
+    tag = f"cpython-{runtime.removeprefix('python').replace('.', '')}"
+    assert tag == sys.implementation.cache_tag  # packaging refuses another interpreter
+    with zipfile.ZipFile(packaged.cloudformation / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        compiled = {name for name in names if name.endswith(".pyc")}
+        expected = set()
+        for source in (name for name in names if name.endswith(".py")):
+            folder, _, file = source.rpartition("/")
+            expected.add(f"{folder + '/' if folder else ''}__pycache__/{file[:-3]}.{tag}.pyc")
+        assert compiled == expected  # one for every module, none left over from the project tree
+        for name in compiled:
+            header = archive.read(name)[:8]
+            assert header[:4] == importlib.util.MAGIC_NUMBER
+            assert int.from_bytes(header[4:8], "little") == 0b01  # PEP 552: hash-based, unchecked
 
 
 def test_both_formats_run_every_function_on_the_stated_runtime_with_the_powertools_layer(
