@@ -586,6 +586,8 @@ def run(sizes: Sizes, stage_name: str, package_zip: Path | None, progress: Any =
         results["metrics_per_run"] = metric_combinations(app, RUN_SENSORS, user="bench-metrics")
         progress("reads per call with history " + ", ".join(f"{n:,}" for n in sizes.history))
         results["reads"] = measure_reads(app, side_client, run_id, sizes.history)
+        progress(f"cold starts again, with {sizes.history[-1]:,} finished runs in history")
+        results["cold_start_history"] = coldstart.compare(probe_env, sizes.cold_runs)
         app.ok("POST", "/api/runs/{run_id}/finish", path={"run_id": run_id}, body={"status": "SUCCESS"})
         app.recorder.close()
     progress("package")
@@ -646,16 +648,18 @@ def render(results: dict[str, Any]) -> str:
         )
     cold = results["cold_start"]
     add(f"\n## Cold start ({cold['runs']} runs each, alternated; {cold['route']}; medians)\n")
-    add("| design | init | first request | total | CPU |")
-    add("|---|---|---|---|---|")
-    for name, label in (("app", "this app"), ("reference", "reference (seed: boto3, 2 clients, Scan)")):
-        row = cold[name]
-        add(
-            f"| {label} | {row['init_ms']:.0f} ms | {row['first_request_ms']:.0f} ms | "
-            f"{row['total_ms']:.0f} ms | "
-            f"{row['cpu_ms']:.0f} ms |"
-        )
-    add(f"\n**ratio app / reference: {cold['ratio']:.2f}** (CPU time: {cold['cpu_ratio']:.2f})\n")
+    add("| runs table | design | init | first request | total | CPU | ratio app / reference |")
+    add("|---|---|---|---|---|---|---|")
+    tables = (("empty", cold), (f"{results['history'][-1]:,} finished runs", results["cold_start_history"]))
+    for table, measured in tables:
+        for name, label in (("app", "this app"), ("reference", "reference (seed: boto3, 2 clients, Scan)")):
+            row = measured[name]
+            ratio = f"**{measured['ratio']:.2f}** (CPU {measured['cpu_ratio']:.2f})" if name == "app" else ""
+            add(
+                f"| {table} | {label} | {row['init_ms']:.0f} ms | {row['first_request_ms']:.0f} ms | "
+                f"{row['total_ms']:.0f} ms | {row['cpu_ms']:.0f} ms | {ratio} |"
+            )
+    add("")
     add("| SDK: import, then one DynamoDB client | import | client | total | CPU |")
     add("|---|---|---|---|---|")
     for name, row in results["sdk_clients"].items():

@@ -95,7 +95,8 @@ def test_smoke_run_prints_every_table_and_writes_the_results(tmp_path):
     assert all(row["write_units_per_reading"] >= 1 for row in writes.values())
     reads = {(row["route"], row["finished_runs"]) for row in results["reads"]}
     assert len(reads) == 4 * len(results["history"])
-    assert results["cold_start"]["app"]["total_ms"] > 0 and results["cold_start"]["ratio"] > 0
+    for cold in (results["cold_start"], results["cold_start_history"]):
+        assert cold["app"]["total_ms"] > 0 and cold["ratio"] > 0
     assert results["package"]["zipped_bytes"] == zip_path.stat().st_size
     assert len(results["cost"]) == 6 and all(scenario["total_usd"] > 0 for scenario in results["cost"])
     assert all(line["assumption"] for scenario in results["cost"] for line in scenario["lines"])
