@@ -10,7 +10,9 @@ for eventually consistent reads; a transaction costs twice its items' units.
 
 `Recorder` hooks a botocore client (`before-call` / `after-call`) and keeps, per request,
 the operation, what it wrote and read, and how long botocore took: it computes from the
-requests themselves, whatever layout the repositories write.
+requests themselves, whatever layout the repositories write. An update or a delete is
+charged on the larger of the item before and after it, which the request does not carry:
+given a second client (`reader`, not hooked), the recorder reads the item before and after.
 """
 
 from __future__ import annotations
@@ -137,8 +139,9 @@ class Call:
 class Recorder:
     """Records every request a botocore DynamoDB client sends, from its own hooks."""
 
-    def __init__(self, client: Any, table_names: Mapping[str, str]):
+    def __init__(self, client: Any, table_names: Mapping[str, str], reader: Any = None):
         self._client = client
+        self._reader = reader
         self._names = dict(table_names)
         self._lock = threading.Lock()
         self.calls: list[Call] = []
@@ -172,14 +175,18 @@ class Recorder:
         body = params.get("body") or b"{}"
         request = json.loads(body if isinstance(body, str) else body.decode("utf-8"))
         context["bench_request"] = request
+        # The lookups count as time in DynamoDB: they are not the app's work.
         context["bench_started"] = time.perf_counter()
+        context["bench_before"] = {target: self._lookup(*target) for target in _targets(model.name, request)}
 
     def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        seconds = time.perf_counter() - context.pop("bench_started", time.perf_counter())
         request = context.pop("bench_request", {})
+        before = context.pop("bench_before", {})
+        after = {target: self._lookup(*target) for target in before} if "Error" not in parsed else {}
+        seconds = time.perf_counter() - context.pop("bench_started", time.perf_counter())
         call = Call(model.name, seconds=seconds)
         if "Error" not in parsed:
-            call.written = list(self._written(model.name, request))
+            call.written = list(self._written(model.name, request, before, after))
             call.items_read, call.read_units = self._read(model.name, request, parsed)
         with self._lock:
             self.calls.append(call)
@@ -191,7 +198,34 @@ class Recorder:
         holding = tuple(indexes_holding(item, self._definition(table)))
         return Written(table, item_size(item), holding, transactional)
 
-    def _written(self, operation: str, request: dict[str, Any]) -> Iterator[Written]:
+    def _lookup(self, table: str, key: str) -> Item | None:
+        if self._reader is None:
+            return None
+        answer = self._reader.get_item(TableName=table, Key=json.loads(key), ConsistentRead=True)
+        item: Item | None = answer.get("Item")
+        return item
+
+    def _changed(
+        self,
+        table: str,
+        key: Item,
+        before: Mapping[tuple[str, str], Item | None],
+        after: Mapping[tuple[str, str], Item | None],
+        transactional: bool,
+    ) -> Written:
+        """An update or delete: the larger of the item before and after (its key at least)."""
+        target = (table, json.dumps(key, sort_keys=True))
+        versions = [v for v in (before.get(target), after.get(target)) if v is not None] or [key]
+        largest = max(versions, key=item_size)
+        return self._entry(table, largest, transactional)
+
+    def _written(
+        self,
+        operation: str,
+        request: dict[str, Any],
+        before: Mapping[tuple[str, str], Item | None],
+        after: Mapping[tuple[str, str], Item | None],
+    ) -> Iterator[Written]:
         if operation == "PutItem":
             yield self._entry(request["TableName"], request["Item"])
         elif operation == "BatchWriteItem":
@@ -199,18 +233,17 @@ class Recorder:
                 for entry in requests:
                     if "PutRequest" in entry:
                         yield self._entry(table, entry["PutRequest"]["Item"])
-                    else:  # a delete costs the units of the item it removes; the key is its floor
-                        yield self._entry(table, entry["DeleteRequest"]["Key"])
+                    else:
+                        yield self._changed(table, entry["DeleteRequest"]["Key"], before, after, False)
         elif operation == "TransactWriteItems":
             for entry in request["TransactItems"]:
                 if "Put" in entry:
                     yield self._entry(entry["Put"]["TableName"], entry["Put"]["Item"], transactional=True)
                 elif "Update" in entry or "Delete" in entry:
-                    # The item's size after an update is not in the request: its key is the floor.
                     action = entry.get("Update") or entry["Delete"]
-                    yield self._entry(action["TableName"], action["Key"], transactional=True)
-        elif operation == "UpdateItem":
-            yield self._entry(request["TableName"], request["Key"])
+                    yield self._changed(action["TableName"], action["Key"], before, after, True)
+        elif operation in ("UpdateItem", "DeleteItem"):
+            yield self._changed(request["TableName"], request["Key"], before, after, False)
 
     def _read(self, operation: str, request: dict[str, Any], parsed: dict[str, Any]) -> tuple[int, float]:
         consistent = bool(request.get("ConsistentRead"))
@@ -235,3 +268,21 @@ class Recorder:
                     units += read_units(item_size(item), consistent=table_consistent)
             return count, units
         return 0, 0.0
+
+
+def _targets(operation: str, request: dict[str, Any]) -> list[tuple[str, str]]:
+    """(table, key as JSON) of the items an update or delete changes."""
+    if operation in ("UpdateItem", "DeleteItem"):
+        return [(request["TableName"], json.dumps(request["Key"], sort_keys=True))]
+    targets = []
+    if operation == "BatchWriteItem":
+        for table, requests in request["RequestItems"].items():
+            for entry in requests:
+                if "DeleteRequest" in entry:
+                    targets.append((table, json.dumps(entry["DeleteRequest"]["Key"], sort_keys=True)))
+    if operation == "TransactWriteItems":
+        for entry in request["TransactItems"]:
+            action = entry.get("Update") or entry.get("Delete")
+            if action:
+                targets.append((action["TableName"], json.dumps(action["Key"], sort_keys=True)))
+    return targets

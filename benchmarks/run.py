@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import coldstart
-from benchmarks.dynamodb_units import Call, Recorder
+from benchmarks.dynamodb_units import STORAGE_OVERHEAD_BYTES, Call, Recorder, indexes_holding, item_size
 from iot_playground import prices
 from iot_playground.local_stack import LOCAL_CREDENTIALS, endpoint_client, start_dynamodb
 from iot_playground.stages import Stage
@@ -164,7 +164,7 @@ def api_event(
 class App:
     """The app imported here, with its stage's settings and the bench's tables."""
 
-    def __init__(self, env: Mapping[str, str]):
+    def __init__(self, env: Mapping[str, str], reader: Any):
         os.environ.update(env)
         import app as module  # after the environment: settings are read at import
         from chalicelib import aws, logs
@@ -173,7 +173,7 @@ class App:
         handler = logs.logger.registered_handler
         assert isinstance(handler, logging.StreamHandler)  # Powertools logs to stdout
         self._log_handler = handler
-        self.recorder = Recorder(aws.dynamodb_client(), BENCH_TABLES)
+        self.recorder = Recorder(aws.dynamodb_client(), BENCH_TABLES, reader)
 
     def invoke(self, method: str, resource: str, **kwargs: Any) -> Invocation:
         event = api_event(method, resource, **kwargs)
@@ -249,8 +249,10 @@ def measure_writes(app: App, run_id: str, batches: tuple[int, ...], clock: Clock
     rows = []
     for shape, readings in shapes:
         result = app.post(run_id, _reading_body(shape.split()[0], readings, clock, SENSORS))
+        # Items written, whatever their relation to readings (chalicelib/readings.py decides).
         written = [w for call in result.calls for w in call.written]
-        assert len(written) == readings, (shape, len(written))
+        if not written:
+            raise RuntimeError(f"{shape}: the app wrote nothing")
         rows.append(
             {
                 "shape": shape,
@@ -260,14 +262,30 @@ def measure_writes(app: App, run_id: str, batches: tuple[int, ...], clock: Clock
                 "write_units": sum(call.write_units for call in result.calls),
                 "requests_per_reading": len(result.calls) / readings,
                 "write_units_per_reading": sum(call.write_units for call in result.calls) / readings,
+                "items_written": len(written),
                 "item_bytes_per_reading": sum(w.size for w in written) / readings,
-                "stored_bytes_per_reading": sum(w.stored_bytes for w in written) / readings,
                 "indexes_per_item": statistics.mean(len(w.indexes) for w in written),
                 "log_bytes": result.output.bytes,
                 "emf_documents": len(result.output.emf()),
             }
         )
     return rows
+
+
+def measure_storage(client: Any, readings: int) -> dict[str, Any]:
+    """What the readings table holds after the writes, per reading: the items as stored (a
+    layout may keep several readings in one item), plus 100 bytes for each, in the table and
+    in each index holding it."""
+    from chalicelib.tables import READINGS
+
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("scan").paginate(TableName=BENCH_TABLES["readings"]):
+        items.extend(page["Items"])
+    stored = sum(
+        (item_size(item) + STORAGE_OVERHEAD_BYTES) * (1 + len(indexes_holding(item, READINGS)))
+        for item in items
+    )
+    return {"readings": readings, "items": len(items), "stored_bytes_per_reading": stored / readings}
 
 
 def _finished_run_items(count: int, offset: int) -> list[dict[str, Any]]:
@@ -449,7 +467,8 @@ def monthly_cost(
         * (reads["can-start"]["read_units"] + reads["running"]["read_units"])
     )
     read_units = poll_read_units + status_reads * 1.0
-    stored_gb = readings_per_day * ttl_days * write["stored_bytes_per_reading"] / 1e9
+    stored_per_reading = measured["storage"]["stored_bytes_per_reading"]
+    stored_gb = readings_per_day * ttl_days * stored_per_reading / 1e9
     log_bytes = requests * (warm[route]["log_bytes_median"] + PLATFORM_LOG_BYTES) + poll_requests * (
         statistics.mean(
             warm[r]["log_bytes_median"] for r in ("GET /api/runs/can-start", "GET /api/runs/running")
@@ -498,7 +517,7 @@ def monthly_cost(
             "DynamoDB storage",
             stored_gb * prices.DYNAMODB_STORAGE.usd,
             f"{stored_gb:,.2f} GB",
-            f"{ttl_days} days of readings (READING_TTL_DAYS) x {write['stored_bytes_per_reading']:.0f} B "
+            f"{ttl_days} days of readings (READING_TTL_DAYS) x {stored_per_reading:.0f} B a reading "
             "(item + 100 B per table and index entry); no free tier counted",
         ),
         _line(
@@ -573,13 +592,16 @@ def run(sizes: Sizes, stage_name: str, package_zip: Path | None, progress: Any =
         progress("cold starts (fresh interpreters, app and reference alternated)")
         results["cold_start"] = coldstart.compare(probe_env, sizes.cold_runs)
         results["sdk_clients"] = coldstart.sdk_clients(probe_env, sizes.client_runs)
-        app = App(env)
         side_client = endpoint_client(endpoint)
+        app = App(env, side_client)
         clock = Clock()
         run_id = app.start_run(SENSORS)
         app.post(run_id, _reading_body("single", 1, clock, SENSORS))  # the run's status now cached
         progress("writes per reading")
         results["writes"] = measure_writes(app, run_id, sizes.batches, clock)
+        results["storage"] = measure_storage(
+            side_client, readings=1 + sum(row["readings"] for row in results["writes"])
+        )
         # Warm before the history grows: moto's answers slow down with table size, the app's work does not.
         progress(f"warm requests ({sizes.warm_requests} per route)")
         results["warm"] = measure_warm(app, run_id, sizes.warm_requests, clock)
@@ -616,18 +638,23 @@ def render(results: dict[str, Any]) -> str:
     add = out.append
     add("## Writes per reading (steady state: the run's status is cached)\n")
     add(
-        "| body | readings | DynamoDB requests | requests / reading | write units | WRU / reading "
-        "| bytes / item |"
+        "| body | readings | DynamoDB requests | items written | requests / reading | write units "
+        "| WRU / reading | item bytes / reading |"
     )
-    add("|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|")
     for row in results["writes"]:
         add(
             f"| {row['shape']} | {row['readings']} | {row['requests']} {'+'.join(row['operations'])} | "
-            f"{row['requests_per_reading']:.3f} | {row['write_units']} | "
+            f"{row['items_written']} | {row['requests_per_reading']:.3f} | {row['write_units']} | "
             f"{row['write_units_per_reading']:g} | "
             f"{row['item_bytes_per_reading']:.0f} |"
         )
     add("\nWrite units: ceil(item bytes / 1 KB) for the table and again for each index holding the item.\n")
+    storage = results["storage"]
+    add(
+        f"Stored: {storage['items']} items for {storage['readings']} readings, "
+        f"{storage['stored_bytes_per_reading']:.0f} B a reading with the table's and indexes' overhead.\n"
+    )
     add("## Reads per call, by finished runs in history\n")
     levels = results["history"]
     add("| route | " + " | ".join(f"{n:,} runs" for n in levels) + " |")

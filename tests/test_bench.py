@@ -100,3 +100,37 @@ def test_smoke_run_prints_every_table_and_writes_the_results(tmp_path):
     assert results["package"]["zipped_bytes"] == zip_path.stat().st_size
     assert len(results["cost"]) == 6 and all(scenario["total_usd"] > 0 for scenario in results["cost"])
     assert all(line["assumption"] for scenario in results["cost"] for line in scenario["lines"])
+
+
+def test_recorder_charges_what_each_request_wrote_and_read(aws):
+    import boto3
+
+    from benchmarks.dynamodb_units import Recorder
+    from chalicelib.settings import get_settings
+    from iot_playground.local_stack import LOCAL_CREDENTIALS
+
+    settings = get_settings()
+    names = {"runs": settings.runs_table, "readings": settings.readings_table}
+    hooked, reader = (
+        boto3.client("dynamodb", region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]) for _ in "ab"
+    )
+    recorder = Recorder(hooked, names, reader)
+    reading = {"pk": {"S": "run|s1"}, "sk": {"S": "t#1"}, "runId": {"S": "run"}, "sensorId": {"S": "s1"}}
+    with recorder.capture() as calls:
+        hooked.put_item(TableName=names["readings"], Item=reading)
+        hooked.update_item(  # grows the item past 1 KB: charged on the larger version
+            TableName=names["readings"],
+            Key={"pk": reading["pk"], "sk": reading["sk"]},
+            UpdateExpression="SET note = :n",
+            ExpressionAttributeValues={":n": {"S": "x" * 1500}},
+        )
+        hooked.query(
+            TableName=names["readings"],
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": reading["pk"]},
+        )
+    put, update, query = calls
+    assert put.operation == "PutItem" and put.write_units == 3  # table + both readings indexes
+    assert update.operation == "UpdateItem" and update.write_units == 2 * 3
+    assert query.items_read == 1 and query.read_units == 0.5  # eventually consistent, under 4 KB
+    recorder.close()
