@@ -10,7 +10,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
 STAGE ?= dev
 
-.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies
+.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies openapi
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ tools: $(TOOLS_STAMP)
 tables: $(STAMP)
 	$(BIN)/python -m iot_playground.tables_admin --stage $(STAGE)
 
+# After `chalice deploy`: throttle, admin usage plan and key, gateway responses, alarms (idempotent).
+.PHONY: guards
+guards: $(STAMP)
+	$(BIN)/python -m iot_playground.guards --stage $(STAGE)
+
 package: $(STAMP)
 	$(BIN)/python -m iot_playground.packaging --stage $(STAGE)
 
@@ -40,6 +45,10 @@ package-tf: $(STAMP)
 
 policies: $(STAMP)
 	$(BIN)/python -m iot_playground.iam
+
+# docs/openapi.json from the msgspec schemas (chalicelib/openapi.py); also served at GET /api/openapi.json.
+openapi: $(STAMP)
+	$(BIN)/python -m chalicelib.openapi
 
 run: $(STAMP)
 	PORT=$(PORT) $(BIN)/python -m iot_playground.local_stack --port $(PORT)
@@ -54,6 +63,8 @@ typecheck: $(STAMP)
 test: $(STAMP) $(TOOLS_STAMP) lint typecheck
 	$(BIN)/pytest
 
+# The full benchmark (README "Performance"): tables on stdout, bench/results.json. Not part of
+# `make test`, which runs it at tiny sizes (tests/test_bench.py).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 

@@ -9,7 +9,18 @@ from typing import Any
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
-from chalicelib import admin_key, clock, deps, grafana, idempotency, logs, params, reports, retry, viewer
+from chalicelib import (
+    admin_key,
+    clock,
+    deps,
+    grafana,
+    http_surface,
+    idempotency,
+    logs,
+    params,
+    public_url,
+    retry,
+)
 from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
@@ -17,7 +28,6 @@ from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import Cursor, ReadingQuery
 from chalicelib.schemas import (
-    RUN_ID_RE,
     RUN_STATUSES,
     FinishRunRequest,
     ReadingIn,
@@ -35,11 +45,16 @@ app = Chalice(app_name="iot-playground")
 # Chalice's defaults here; `chalice package`/`deploy` give API Gateway `*/*` as well, so the
 # report ZIP reaches browsers as bytes whatever their Accept header (see chalicelib/media_types.py).
 app.api.binary_types = app_binary_types()
-app.api.cors = CORSConfig(
-    allow_origin=get_settings().cors_origin,
+_cors_config = CORSConfig(
+    allow_origin=get_settings().cors_origins[0],
     allow_headers=["X-User", "X-Run-Id", idempotency.HEADER],
     max_age=600,
 )
+# One origin or `*`: the gateway answers preflights. Several: the app does (see http_surface.py).
+cors = http_surface.CorsPolicy(get_settings().cors_origins, _cors_config)
+app.api.cors = cors.route_config(_cors_config)
+# The DynamoDB client and repositories, now: in Lambda's init phase, not in the first request.
+deps.init()
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -89,16 +104,22 @@ def route(
                 return answer(kwargs)
             return _answer_once(key, lambda: answer(kwargs))
 
+        # POST bodies are JSON only (http_surface refuses the rest with a 415 in this API's format).
+        content_types = ["application/json"] if "POST" in methods else ["application/json", "text/plain"]
         for path in paths:
             app.route(
-                path,
-                methods=list(methods),
-                content_types=["application/json", "text/plain"],
-                api_key_required=api_key_required,
+                path, methods=list(methods), content_types=content_types, api_key_required=api_key_required
             )(handler)
+            if not cors.gateway_preflight and "OPTIONS" not in app.routes[path]:
+                app.route(path, methods=["OPTIONS"], content_types=["*/*"])(preflight)
         return handler
 
     return register
+
+
+def preflight(**_: str) -> Response:
+    """CORS preflight when CORS_ORIGIN lists several origins; http_surface answers it first."""
+    return cors.preflight(_request().headers.get("origin"), app.routes[_request().context["resourcePath"]])
 
 
 def _answer_once(key: str, answer: Callable[[], Response]) -> Response:
@@ -179,7 +200,7 @@ def request_context(request: Request, get_response: Callable[[Request], Response
         query=request.query_params,
         lambda_context=request.lambda_context,
     )
-    grafana.set_viewer_base(viewer.public_base_url(request.headers, request.context))
+    grafana.set_viewer_base(public_url.public_base_url(request.headers, request.context))
     current = _current_request.set(request)
     try:
         return get_response(request)
@@ -187,6 +208,10 @@ def request_context(request: Request, get_response: Callable[[Request], Response
         _current_request.reset(current)
         grafana.set_viewer_base("")
         logs.clear()
+
+
+# Inside request_context, so refusals are logged with the request's context.
+app.register_middleware(http_surface.HttpSurface(app.routes, cors, error_response), "http")
 
 
 @app.middleware("scheduled")
@@ -198,13 +223,21 @@ def invocation_context(event: Any, get_response: Callable[[Any], Any]) -> Any:
         logs.clear()
 
 
+# Routes that only some requests take import what they need themselves (viewer, report
+# builder): a cold start then loads only what every request needs.
+
+
 @route("/")
 def run_viewer() -> Response:
+    from chalicelib import viewer
+
     return viewer.page_response(_request().context)
 
 
-@route(viewer.ASSET_ROUTE)
+@route(public_url.VIEWER_ASSET_ROUTE)
 def run_viewer_asset(name: str) -> Response:
+    from chalicelib import viewer
+
     return viewer.asset_response(name)
 
 
@@ -215,6 +248,14 @@ def run_viewer_asset(name: str) -> Response:
 def health() -> dict[str, str]:
     settings = get_settings()
     return {"status": "ok", "stage": settings.stage, "version": settings.version}
+
+
+@route("/api/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    from chalicelib import openapi  # built on the first request for it (chalicelib/openapi.py)
+
+    request = _request()
+    return openapi.served(public_url.public_base_url(request.headers, request.context))
 
 
 # ---- runs ------------------------------------------------------------------
@@ -343,17 +384,16 @@ def finish_run(run_id: str) -> Any:
     run_id = params.path_run_id(run_id)  # as get_run: same answer for the same id
     raw = _body()
     request = decode(raw, FinishRunRequest) if raw.strip() else FinishRunRequest()
-    status = request.status.upper()
+    # ASCII only: str.upper() maps some other letters to ASCII ones (U+017F long s to S).
+    status = request.status.upper() if request.status.isascii() else request.status
     if status == "COMPLETED":
         status = "SUCCESS"
     if status not in ("SUCCESS", "FAILED"):
         raise ValidationFailed("status must be SUCCESS, COMPLETED or FAILED")
     message = request.errorMessage if request.errorMessage is not None else request.message
-    if not RUN_ID_RE.match(run_id):
-        raise NotFound(f"run {run_id} not found")
     claim = idempotency.current()
     run = deps.run_repository().end(
-        run_id.lower(),
+        run_id,
         status,
         message if status == "FAILED" else None,
         token=claim.derived_id() if claim else None,
@@ -425,6 +465,8 @@ def get_readings() -> dict[str, Any]:
 
 @route("/api/reports/download")
 def download_report() -> Response:
+    from chalicelib import reports
+
     query = _query()
     run_id = params.run_id_value(query.get("runId"), source="runId")
     runs = deps.run_repository().newest(limit=reports.MAX_REPORT_RUNS)
@@ -446,9 +488,10 @@ def download_report() -> Response:
 
 
 @route("/infra/latest-deployment")
-def latest_deployment() -> None:
-    # The infrastructure manager answers this; from here, 404 means "no deployment".
-    raise NotFound("no deployment information on this API")
+def latest_deployment() -> dict[str, Any]:
+    # The infrastructure manager answers this. The frontend polls it every 5 s and reads this
+    # 200 as "no deployment", like a 404, which browsers would log as a console error each time.
+    return {"success": False, "message": "no deployment information on this API"}
 
 
 # ---- scheduled -------------------------------------------------------------

@@ -90,3 +90,18 @@ class Unavailable(ApiError):
     status_code = 503
     code = "ServiceUnavailable"
     retry_after = 1
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    code = "MethodNotAllowed"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "UnsupportedMediaType"

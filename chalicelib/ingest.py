@@ -76,16 +76,16 @@ def store(ingested: Ingested, repository: ReadingRepository, runs: RunStatusCach
     Equal readings (same run, sensor, type, value, user and timestamp of their own)
     are one reading: stored and counted once."""
     readings = list(dict.fromkeys(ingested.readings))
+    owners: dict[str | None, str] = {}
     for run_id in sorted({r.run_id for r in readings if r.run_id}):
-        _require_declared_sensors(runs.require_running(run_id), readings)
+        run = runs.require_running(run_id)
+        _require_declared_sensors(run, readings)
+        owners[run_id] = run.username
     if len(readings) == 1:
         repository.put(readings[0])
     else:
         repository.put_many(readings)
-    metrics.publish(
-        (metrics.MeasuredReading(r.sensor_id, r.user, r.run_id, r.type, r.value) for r in readings),
-        clock.now_ms(),
-    )
+    metrics.publish((_measured(r, owners.get(r.run_id)) for r in readings), clock.now_ms())
     return len(readings)
 
 
@@ -101,3 +101,15 @@ def _require_declared_sensors(run: Run, readings: list[Reading]) -> None:
             + (" ..." if len(run.sensor_ids) > 10 else ""),
             details={"unknownSensorIds": unknown[:100]},
         )
+
+
+def _measured(reading: Reading, owner: str | None) -> metrics.MeasuredReading:
+    """The reading as a metric, with dimension values the caller cannot multiply: a run's
+    declared sensor and its owner (not the free-text X-User), a known type or "other"; a
+    reading without a run counts under "none" for all three."""
+    if owner is None:
+        sensor = owner = metrics.NO_RUN_DIMENSION_VALUE
+    else:
+        sensor = reading.sensor_id
+    kind = reading.type if reading.type in metrics.METRIC_TYPES else metrics.OTHER_TYPE
+    return metrics.MeasuredReading(sensor, owner, reading.run_id, kind, reading.value)

@@ -28,6 +28,10 @@ READING_DIMENSIONS = (SENSOR_DIMENSION, USER_DIMENSION, RUN_DIMENSION, TYPE_DIME
 INGESTED_DIMENSIONS = (SENSOR_DIMENSION, USER_DIMENSION, RUN_DIMENSION)
 # A dimension value may not be empty: readings sent without a run get this one.
 NO_RUN_DIMENSION_VALUE = "none"
+# Each distinct dimension value is a new custom metric, billed monthly: types outside this
+# list (any client may send any) are counted together.
+METRIC_TYPES = frozenset({"temperature", "humidity", "pressure"})
+OTHER_TYPE = "other"
 # EMF allows at most 100 values in one metric's array.
 MAX_VALUES_PER_DOCUMENT = 100
 

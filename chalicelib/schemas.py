@@ -59,7 +59,14 @@ class StartRunRequest(msgspec.Struct):
 
 
 class FinishRunRequest(msgspec.Struct):
-    status: str = "SUCCESS"
+    # Checked by the route (any letter case); the Meta only documents it.
+    status: Annotated[
+        str,
+        msgspec.Meta(
+            description="SUCCESS, COMPLETED (stored as SUCCESS) or FAILED, in any letter case",
+            examples=["SUCCESS", "FAILED", "COMPLETED"],
+        ),
+    ] = "SUCCESS"
     errorMessage: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     message: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
@@ -75,7 +82,7 @@ class RunView(msgspec.Struct):
     id: str
     runId: str
     username: str
-    status: str
+    status: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(RUN_STATUSES)})]
     startedAt: str
     finishedAt: str | None
     duration: int

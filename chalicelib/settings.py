@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +28,7 @@ class Settings:
     reading_ttl_days: int
     run_status_cache_seconds: float
     grafana_url: str
-    cors_origin: str
+    cors_origins: tuple[str, ...]
     dynamodb_endpoint: str | None
     token_secret: str
     # `chalice local` does not check API keys: under STAGE=local the app compares x-api-key
@@ -58,6 +59,24 @@ def _float(name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
+# An origin as a browser sends it in `Origin`: scheme, host and an optional port, nothing more.
+_ORIGIN_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s,]+(?!\n)$", re.IGNORECASE)
+
+
+def _origins(name: str, default: str) -> tuple[str, ...]:
+    """`*` (any origin) or a comma-separated list of origins, compared with `Origin` as sent."""
+    raw = os.environ.get(name, "").strip() or default
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    if origins == ("*",):
+        return origins
+    bad = [o for o in origins if not _ORIGIN_RE.match(o)]
+    if bad or not origins:
+        raise ConfigurationError(
+            f"{name} must be * or a comma-separated list of origins like https://app.example.com, got {raw!r}"
+        )
+    return origins
+
+
 def load_settings() -> Settings:
     stage = os.environ.get("STAGE", "local")
     return Settings(
@@ -71,7 +90,7 @@ def load_settings() -> Settings:
         reading_ttl_days=_int("READING_TTL_DAYS", 30),
         run_status_cache_seconds=_float("RUN_STATUS_CACHE_SECONDS", 2.0),
         grafana_url=os.environ.get("GRAFANA_URL", "").rstrip("/"),
-        cors_origin=os.environ.get("CORS_ORIGIN", "*"),
+        cors_origins=_origins("CORS_ORIGIN", "*"),
         dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
         token_secret=_token_secret(stage),
         admin_api_key=os.environ.get("ADMIN_API_KEY", ""),

@@ -28,6 +28,7 @@ from typing import Any
 
 from chalicelib.schemas import MAX_BATCH_READINGS
 from chalicelib.tables import READINGS
+from iot_playground import prices
 from iot_playground.stages import CONFIG_PATH, DEPLOY_STAGES, THROTTLING_KEY, Stage, load_config
 
 # ---- the frontend's worst case (../shared/frontend-contract.md) ---------------------------
@@ -74,16 +75,15 @@ class Prices:
     dynamodb_write_units_per_million: float
 
 
-# ASSUMPTION: eu-west-3 (Paris) prices as published on aws.amazon.com/{api-gateway,lambda,
-# dynamodb}/pricing in 2025 (DynamoDB on-demand after its 1 Nov 2024 price cut). Not read
-# again when this file was written: check the pricing pages before quoting a figure.
+# ASSUMPTION: eu-west-3 (Paris) list prices, from iot_playground/prices.py (dated, with
+# their sources; check the pricing pages before quoting a figure).
 PARIS = Prices(
-    region="eu-west-3",
-    as_of="2025-06",
-    api_gateway_rest_per_million=3.71,
-    lambda_requests_per_million=0.20,
-    lambda_gb_second=0.0000166667,
-    dynamodb_write_units_per_million=0.7423,
+    region=prices.REGION,
+    as_of=prices.AS_OF,
+    api_gateway_rest_per_million=prices.API_GATEWAY_REST.usd,
+    lambda_requests_per_million=prices.LAMBDA_REQUESTS.usd,
+    lambda_gb_second=prices.LAMBDA_GB_SECOND.usd,
+    dynamodb_write_units_per_million=prices.DYNAMODB_WRITE.usd,
 )
 
 

@@ -5,8 +5,8 @@ what Chalice does not generate (the tables, and from `guardrails.py` the stage
 throttling, the admin usage plan and key, gateway responses and alarms; outputs)
 and replaces the roles' policies with the same statements as
 `.chalice/policy-<stage>.json`, but naming the tables and log groups through
-`Fn::GetAtt` on the stack's own resources. Checkov findings that are accepted
-are skipped on the resource, each with its reason.
+`Fn::GetAtt` on the stack's own resources. The checkov findings accepted for
+this template and the Terraform output alike are in `.checkov.yaml`, with reasons.
 """
 
 from __future__ import annotations
@@ -52,11 +52,6 @@ def log_group_id(function: str) -> str:
     return to_cfn_resource_name(f"{function}-log-group")
 
 
-def skip(*checks: tuple[str, str]) -> dict[str, Any]:
-    """Resource Metadata that tells checkov a finding is accepted, and why."""
-    return {"checkov": {"skip": [{"id": check, "comment": reason} for check, reason in checks]}}
-
-
 def table_properties(definition: TableDefinition, table_name: str) -> dict[str, Any]:
     """AWS::DynamoDB::Table properties: CreateTable's request plus the safeguards."""
     properties = dict(definition.create_table_request(table_name))
@@ -75,12 +70,6 @@ def _table_resource(definition: TableDefinition, table_name: str) -> dict[str, A
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
         "Properties": table_properties(definition, table_name),
-        "Metadata": skip(
-            (
-                "CKV_AWS_119",
-                "encrypted with the AWS-managed KMS key; a customer key adds cost, no protection here",
-            ),
-        ),
     }
 
 
@@ -154,22 +143,6 @@ def gateway_responses(stage: Stage) -> dict[str, Any]:
     return responses
 
 
-_FUNCTION_SKIPS = (
-    (
-        "CKV_AWS_116",
-        "API calls are synchronous and the schedule re-runs the sweep every minute: nothing to dead-letter",
-    ),
-    (
-        "CKV_AWS_117",
-        "reaches only DynamoDB and CloudWatch over AWS endpoints; a VPC adds NAT cost, no isolation",
-    ),
-    (
-        "CKV_AWS_173",
-        "variables are encrypted with the AWS-managed key; none is a credential but the token secret",
-    ),
-)
-
-
 def merge_template(stage: Stage) -> Template:
     functions = [API_HANDLER, *app_function_names()]
     # The names `chalice deploy` gives, so every way of deploying a stage names it alike.
@@ -190,28 +163,13 @@ def merge_template(stage: Stage) -> Template:
                 "FunctionName": function_names[function],
                 "Environment": {"Variables": {"PAGINATION_TOKEN_SECRET": {"Ref": SECRET_PARAMETER}}},
             },
-            "Metadata": skip(*_FUNCTION_SKIPS),
         }
         resources[log_group_id(function)] = {
             # Named, not derived from the function: the role grants on the group and the
             # function needs the role, so `/aws/lambda/${Function}` would be a cycle.
             "Properties": {"LogGroupName": f"/aws/lambda/{function_names[function]}"},
-            "Metadata": skip(
-                ("CKV_AWS_158", "log groups are encrypted by CloudWatch Logs; the lines hold no secrets")
-            ),
         }
     throttling = stage.throttling
-    api_skips = [
-        (
-            "CKV_AWS_76",
-            "access logs need the account-wide API Gateway logging role; the app logs every request",
-        ),
-        ("CKV_AWS_120", "answers change with every reading; caching would serve stale runs"),
-    ]
-    if not stage.xray:
-        api_skips.append(
-            ("CKV_AWS_73", f"X-Ray is switched off for the {stage.name} stage (config.json `xray`)")
-        )
     resources[REST_API_ID] = {
         "Properties": {
             "TracingEnabled": stage.xray,
@@ -226,7 +184,6 @@ def merge_template(stage: Stage) -> Template:
                 }
             ],
         },
-        "Metadata": skip(*api_skips),
     }
     resources.update(alarms(stage, functions))
     resources.update(admin_key_resources(stage))

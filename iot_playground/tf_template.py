@@ -278,6 +278,8 @@ def overrides(stage: Stage, chalice_tf: Document) -> Document:
     return {
         "resource": {
             "aws_api_gateway_deployment": {"rest_api": {"stage_description": deployment_trigger(stage)}},
+            # A replaced API (a new endpoint type, say) comes up before the old one goes.
+            "aws_api_gateway_rest_api": {"rest_api": {"lifecycle": {"create_before_destroy": True}}},
             "aws_iam_role_policy": {
                 name: {"policy": policy} for name in chalice_tf["resource"]["aws_iam_role_policy"]
             },

@@ -230,6 +230,15 @@ START_RULES: list[tuple[dict[str, object], str]] = [
     ({"sensorIds": ["s1\n"], "duration": 10, "interval": 1}, "$.sensorIds[0]"),
     ({"params": {"sensorIds": ["s1", "s1\n"], "duration": 10, "interval": 1}}, "$.sensorIds[1]"),
 ]
+# What a page on any site may POST without a CORS preflight, and other types that are not JSON.
+NOT_JSON_TYPES: list[str] = [
+    "text/plain",
+    "text/plain;charset=UTF-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "text/json",
+]
+MAX_BODY = 1024 * 1024
 GOOD_READING = b'{"sensorId": "s", "reading": 1}'
 GOOD_START = b'{"sensorIds": ["s"], "duration": 10, "interval": 1}'
 
@@ -291,3 +300,13 @@ def rule_cases() -> Iterator[Rule]:
     yield Rule("GET", "/api/sensors/data?sensorId=s1%0A", 400, "sensorId must be")
     yield Rule("GET", "/api/sensors/data?sensorId=s&type=temperature%0A", 400, "type must be")
     yield Rule("GET", "/api/runs?user=bob%0A", 400, "user must be")
+    # The HTTP surface every route shares (chalicelib/http_surface.py).
+    for (method, path), content_type in itertools.product(BODY_ROUTES, NOT_JSON_TYPES):
+        says = f"must be Content-Type: application/json; got {content_type!r}"
+        yield Rule(method, path, 415, says, GOOD_START, {"Content-Type": content_type})
+    for method, path in BODY_ROUTES:
+        yield Rule(method, path, 415, "no Content-Type was sent", GOOD_START, {"Content-Type": ""})
+        yield Rule(method, path, 413, f"the limit is {MAX_BODY} bytes", b" " * (MAX_BODY + 1), json_headers)
+        yield Rule("DELETE", path, 405, f"DELETE is not allowed on {path.replace(UNKNOWN_RUN, '{run_id}')}")
+    yield Rule("GET", "/api/runs/start", 405, "allowed: POST")
+    yield Rule("POST", "/api/runs/can-start", 405, "allowed: GET", b"{}", json_headers)

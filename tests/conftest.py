@@ -164,3 +164,12 @@ def faulty_client(dynamodb_faults: DynamoDBFaults) -> Iterator[object]:
 
     with Client(app) as chalice_client:
         yield chalice_client
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """Headless Chromium through WebDriver (tests/browser.py)."""
+    from tests.browser import chromium
+
+    with chromium(tmp_path / "chromium-profile") as driver:
+        yield driver

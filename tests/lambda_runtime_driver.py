@@ -1,7 +1,8 @@
 """Run inside a bare interpreter (stdlib + boto3, like the Lambda Python runtime):
-import the unzipped deployment package and invoke it as Lambda would.
+import the unzipped deployment package and invoke it as Lambda would, with the
+layers' content on the path after the code, where Lambda puts /opt/python.
 
-    python -I lambda_runtime_driver.py <unzipped deployment.zip>
+    python -I lambda_runtime_driver.py <unzipped deployment.zip> [<layer content>...]
 
 Prints one JSON object per invocation; the test reads them.
 """
@@ -81,11 +82,11 @@ SCHEDULED_EVENT = {
 }
 
 
-def main(code_dir: str) -> None:
-    for name in ("moto", "pytest", "iot_playground"):
+def main(code_dir: str, *layer_dirs: str) -> None:
+    for name in ("moto", "pytest", "iot_playground", "aws_lambda_powertools"):
         if importlib.util.find_spec(name) is not None:
             raise SystemExit(f"{name} is importable: this is not a runtime-only interpreter")
-    sys.path.insert(0, code_dir)
+    sys.path[0:0] = [code_dir, *layer_dirs]
     import app  # the package's app.py: what Lambda imports as handler `app.app`
 
     def call(event: dict[str, Any], expect: int) -> dict[str, Any]:
@@ -107,8 +108,9 @@ def main(code_dir: str) -> None:
     finish = api_event("POST", "/api/runs/{run_id}/finish", {"status": "SUCCESS"}, user, {"run_id": run_id})
     call(finish, 200)
     scheduled = app.time_out_orphaned_runs(SCHEDULED_EVENT, Context())
-    print(json.dumps({"path": "schedule", "result": scheduled, "chalice": sys.modules["chalice"].__file__}))
+    chalice, powertools = (sys.modules[name].__file__ for name in ("chalice", "aws_lambda_powertools"))
+    print(json.dumps({"path": "schedule", "result": scheduled, "chalice": chalice, "powertools": powertools}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

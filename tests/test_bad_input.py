@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.bad_inputs import BAD_QUERIES, Rule, rule_cases, write_cases
-from tests.helpers import http, start_run
+from tests.helpers import JSON, http, start_run
 
 
 def assert_client_error_or_success(status: int, body: bytes, what: str) -> None:
@@ -48,7 +48,7 @@ def test_messages_say_what_is_wrong(client):
         "error": "ValidationError",
         "message": "invalid body: Expected `float | null`, got `str` - at `$.reading`",
     }
-    response = client.http.post("/api/runs/start", headers={"X-User": "a b"}, body="{}")
+    response = client.http.post("/api/runs/start", headers={"X-User": "a b", **JSON}, body="{}")
     assert json.loads(response.body)["message"].startswith("X-User")
 
 

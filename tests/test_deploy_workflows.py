@@ -58,6 +58,14 @@ def test_deploy_provisions_tables_before_chalice_deploy():
     assert _index(steps, "make tables") < _index(steps, "chalice deploy --stage")
 
 
+def test_deploy_applies_the_guards_right_after_chalice_deploy():
+    steps = _steps(_load("deploy.yml"))
+    deploy, guards = _index(steps, "chalice deploy --stage"), _index(steps, "make guards")
+    assert guards == deploy + 1
+    assert steps[guards]["run"] == 'make guards STAGE="$STAGE"'
+    assert "if" not in steps[guards]  # a failed guard fails the deployment
+
+
 def test_destroy_requires_typed_confirmation_and_keeps_tables_by_default():
     workflow = _load("destroy.yml")
     inputs = workflow["on"]["workflow_dispatch"]["inputs"]

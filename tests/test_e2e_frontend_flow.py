@@ -89,10 +89,19 @@ def test_preflights_pass_for_the_frontend_headers(local_stack):
 
 
 def test_errors_carry_cors_headers_and_json(local_stack):
+    # A 404 from a route, and one for a path no route serves (answered before the app).
+    for path in ("/api/runs/00000000-0000-4000-8000-000000000000", "/api/no-such-route"):
+        status, body, headers = http("GET", f"{local_stack.base_url}{path}", None, Origin=ORIGIN)
+        assert status == 404 and body["error"] == "NotFound" and body["message"], path
+        assert headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
+
+
+def test_latest_deployment_is_the_200_form_of_no_deployment(local_stack):
+    # The frontend polls it every 5 s; a 404 would be a console error each time.
     status, body, headers = http(
         "GET", f"{local_stack.base_url}/infra/latest-deployment", None, Origin=ORIGIN
     )
-    assert status == 404 and body["error"] == "NotFound"
+    assert status == 200 and body["success"] is False and body["message"]
     assert headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
 
 

@@ -192,7 +192,8 @@ def test_documents_carry_each_reading_under_its_dimensions(emf_documents):
         key = (document["SensorId"], document["Type"], document["RunId"])
         by_key.setdefault(key, []).extend(values(document))
         ingested[key] = ingested.get(key, 0) + document[metrics.DATA_INGESTED]
-        assert document["User"] == "emf-user"
+        run_less = document["RunId"] == metrics.NO_RUN_DIMENSION_VALUE
+        assert document["User"] == (metrics.NO_RUN_DIMENSION_VALUE if run_less else "emf-user")
         assert document[metrics.DATA_INGESTED] == len(values(document))
     run_ids = {key[2] for key in by_key} - {metrics.NO_RUN_DIMENSION_VALUE}
     assert len(run_ids) == 1
@@ -201,7 +202,9 @@ def test_documents_carry_each_reading_under_its_dimensions(emf_documents):
     assert by_key[("s-2", "temperature", run_id)] == [22.5]
     assert by_key[("s-2", "humidity", run_id)] == [41.0, 40.0]
     assert by_key[("s-2", "pressure", run_id)] == [1013.2]
-    assert by_key[("s-9", "temperature", metrics.NO_RUN_DIMENSION_VALUE)] == [1.5]
+    # Without a run, the sensor is not a dimension: nobody declared it.
+    none = metrics.NO_RUN_DIMENSION_VALUE
+    assert by_key[(none, "temperature", none)] == [1.5]
     assert ingested[("s-1", "temperature", run_id)] == 151
 
 
@@ -277,3 +280,35 @@ def test_target_member_rules_catch_broken_documents(change):
     assert spec_violations(document) == []
     change(document)
     assert spec_violations(document) != []
+
+
+def test_callers_cannot_multiply_custom_metrics(client, capsys):
+    """Each distinct dimension value is a billed custom metric: a run's metrics are bounded
+    by its declared sensors, its owner and the known types, whatever the requests say."""
+    headers = {"Content-Type": "application/json", "X-User": "owner"}
+    run = json.loads(
+        client.http.post(
+            "/api/runs/start",
+            headers=headers,
+            body=json.dumps({"sensorIds": ["a"], "duration": 60, "interval": 1}),
+        ).body
+    )
+    capsys.readouterr()
+    for i in range(20):
+        body = {"sensorId": "a", "reading": i, "type": f"kind-{i}"}
+        spoofed = {**headers, "X-User": f"someone-{i}", "X-Run-Id": run["id"]}
+        assert (
+            client.http.post("/api/sensors/data", headers=spoofed, body=json.dumps(body)).status_code == 201
+        )
+        anonymous = {"sensorId": f"free-{i}", "reading": i}
+        assert (
+            client.http.post("/api/sensors/data", headers=headers, body=json.dumps(anonymous)).status_code
+            == 201
+        )
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    dimension_sets = {(d["SensorId"], d["User"], d["RunId"], d["Type"]) for d in documents}
+    none = metrics.NO_RUN_DIMENSION_VALUE
+    assert dimension_sets == {
+        ("a", "owner", run["id"], metrics.OTHER_TYPE),
+        (none, none, none, "temperature"),
+    }

@@ -293,3 +293,10 @@ def test_a_body_that_is_not_utf8_is_400_naming_the_byte(client):
     body = '{"status": "FAILED", "errorMessage": "d\u00e9j\u00e0 vu"}'.encode()
     code, run = call(client, "POST", f"/api/runs/{run_id}/finish", body)
     assert code == 200 and run["errorMessage"] == "d\u00e9j\u00e0 vu", run
+
+
+def test_a_finish_status_is_ascii(client):
+    run = start_run(client, user="ascii")
+    status, body = call(client, "POST", f"/api/runs/{run['id']}/finish", {"status": "\u017fuccess"})
+    assert status == 400 and "status must be" in body["message"]
+    assert call(client, "POST", f"/api/runs/{run['id']}/finish", {"status": "success"})[0] == 200

@@ -3,7 +3,12 @@ cfn-lint and checkov accept the CloudFormation template."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
+import re
+import subprocess
+import sys
 import zipfile
 from typing import Any
 
@@ -11,10 +16,11 @@ import pytest
 
 from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import cfn_template, guardrails, iam
+from iot_playground import cfn_template, guardrails, iam, lambda_layers, tf_template
+from iot_playground.checkov_view import write_view
 from iot_playground.stages import Stage
 from iot_playground.tf_template import SECRET_VARIABLE
-from tests.deploy_support import STAGE, Packaged, package_dev, run_tool
+from tests.deploy_support import ROOT, STAGE, Packaged, package_dev, run_tool, tool
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +87,78 @@ def test_cfn_lint_finds_no_error(packaged):
     assert result.returncode & 0b11 == 0, result.stdout + result.stderr
 
 
-def test_checkov_leaves_no_failed_check_and_every_skip_has_a_reason(packaged):
-    result = run_tool(
-        "checkov",
-        *("-f", "sam.json", "--framework", "cloudformation", "--skip-download", "-o", "json"),
-        cwd=packaged.cloudformation,
-    )
-    report = json.loads(result.stdout)
+CHECKOV_CONFIG = ROOT / ".checkov.yaml"
+_SKIP_LINE = re.compile(r"^  - (CKV2?_[A-Z]+_\d+) +# (\S.*)$")
+
+
+def checkov_skips() -> dict[str, str]:
+    """The checks `.checkov.yaml` accepts, each with the reason on its line."""
+    lines = CHECKOV_CONFIG.read_text().splitlines()
+    entries = lines[lines.index("skip-check:") + 1 :]
+    skips: dict[str, str] = {}
+    for line in entries:
+        match = _SKIP_LINE.match(line)
+        assert match, f"not `  - CKV_..  # reason`: {line!r}"
+        assert match[1] not in skips, f"{match[1]} skipped twice"
+        skips[match[1]] = match[2]
+    return skips
+
+
+@pytest.fixture(scope="module")
+def checkov_reports(packaged: Packaged) -> dict[tuple[str, bool], dict[str, Any]]:
+    """checkov on both formats, with `.checkov.yaml` and without it (to see what it accepts),
+    the four runs at once. Terraform is checked as Terraform reads it (checkov_view.py)."""
+    view = write_view(packaged.terraform, packaged.terraform.parent / "terraform-checkov")
+    targets = {
+        "cloudformation": ("-f", str(packaged.cloudformation / "sam.json"), "--framework", "cloudformation"),
+        "terraform": ("-d", str(view.parent), "--framework", "terraform_json"),
+    }
+    runs = {
+        (fmt, configured): subprocess.Popen(
+            [
+                str(tool("checkov")),
+                *target,
+                *(("--config-file", str(CHECKOV_CONFIG)) if configured else ("--skip-download",)),
+                "-o",
+                "json",
+            ],
+            # Away from the repository: checkov reads a `.checkov.yaml` in its working directory.
+            cwd=packaged.cloudformation.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for fmt, target in targets.items()
+        for configured in (True, False)
+    }
+    return {key: json.loads(run.communicate(timeout=300)[0]) for key, run in runs.items()}
+
+
+@pytest.mark.parametrize("fmt", ["cloudformation", "terraform"])
+def test_checkov_with_the_config_fails_no_check(checkov_reports, fmt):
+    report = checkov_reports[(fmt, True)]
     summary = report["summary"]
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert summary["failed"] == 0, failed
     assert summary["parsing_errors"] == 0
+    assert summary["skipped"] == 0  # no finding accepted anywhere but in the config
     assert summary["passed"] > 20
-    for check in report["results"]["skipped_checks"]:
-        reason = check["check_result"].get("suppress_comment", "")
-        assert reason.strip() and "\n" not in reason, check["check_id"]
+    if fmt == "terraform":
+        # Chalice's resources with our overrides merged in: the functions' reserved concurrency
+        # (chalice.tf.json) is seen, and the API's create_before_destroy (the override file).
+        passed = {c["check_id"] for c in report["results"]["passed_checks"]}
+        assert {"CKV_AWS_115", "CKV_AWS_237"} <= passed
+
+
+def test_checkov_config_accepts_only_what_fails_and_says_why(checkov_reports):
+    skips = checkov_skips()
+    assert skips and all(len(reason) >= 20 for reason in skips.values())
+    failing = {
+        fmt: {c["check_id"] for c in checkov_reports[(fmt, False)]["results"]["failed_checks"]}
+        for fmt in ("cloudformation", "terraform")
+    }
+    # Every accepted check fails without the config in at least one format, and nothing else fails.
+    assert failing["cloudformation"] | failing["terraform"] == set(skips)
 
 
 def test_cfn_tables_are_the_module_definitions(template, stage):
@@ -205,17 +268,77 @@ def test_prod_merge_template_switches_tracing_on():
     merge = cfn_template.merge_template(prod)
     api = merge["Resources"][cfn_template.REST_API_ID]
     assert api["Properties"]["TracingEnabled"] is True
-    assert "CKV_AWS_73" not in json.dumps(api["Metadata"])
     role = merge["Resources"][cfn_template.role_id("api_handler")]
     statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert any(s["Sid"] == "WriteTraces" for s in statements)
 
 
+# Powertools comes from its public layer, boto3 and botocore from the runtime: the package is small.
+MAX_PACKAGE_BYTES = 700 * 1024
+
+
 def test_lambda_package_holds_the_app_and_its_runtime_dependencies_only(packaged):
     with zipfile.ZipFile(packaged.cloudformation / "deployment.zip") as archive:
         top = {name.split("/")[0] for name in archive.namelist()}
-    assert {"app.py", "chalicelib", "chalice", "msgspec", "aws_lambda_powertools"} <= top
-    assert not top & {"iot_playground", "tests", "boto3", "botocore", "moto", "pytest"}
+    assert {"app.py", "chalicelib", "chalice", "msgspec"} <= top
+    assert not top & {"iot_playground", "tests", "boto3", "botocore", "moto", "pytest", "benchmarks"}
+    assert not {name for name in top if name.startswith(("aws_lambda_powertools", "jmespath"))}
+    for zip_path in (packaged.cloudformation, packaged.terraform):
+        assert (zip_path / "deployment.zip").stat().st_size <= MAX_PACKAGE_BYTES
+
+
+def test_package_carries_unchecked_bytecode_of_every_module_for_its_runtime(packaged, stage):
+    runtime = lambda_layers.stage_runtime(stage)
+    tag = f"cpython-{runtime.removeprefix('python').replace('.', '')}"
+    assert tag == sys.implementation.cache_tag  # packaging refuses another interpreter
+    with zipfile.ZipFile(packaged.cloudformation / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        compiled = {name for name in names if name.endswith(".pyc")}
+        expected = set()
+        for source in (name for name in names if name.endswith(".py")):
+            folder, _, file = source.rpartition("/")
+            expected.add(f"{folder + '/' if folder else ''}__pycache__/{file[:-3]}.{tag}.pyc")
+        assert compiled == expected  # one for every module, none left over from the project tree
+        for name in compiled:
+            header = archive.read(name)[:8]
+            assert header[:4] == importlib.util.MAGIC_NUMBER
+            assert int.from_bytes(header[4:8], "little") == 0b01  # PEP 552: hash-based, unchecked
+
+
+def test_both_formats_run_every_function_on_the_stated_runtime_with_the_powertools_layer(
+    template, packaged, stage
+):
+    layer = lambda_layers.powertools_layer(stage)  # checked against runtime and the pinned release
+    runtime = lambda_layers.stage_runtime(stage)
+    functions = _of_type(template, "AWS::Serverless::Function").values()
+    assert len(functions) == len(stage.function_names())
+    for function in functions:
+        assert function["Properties"]["Runtime"] == runtime
+        assert function["Properties"]["Layers"] == [layer.arn]
+    tf_functions = packaged.tf("chalice.tf.json")["resource"]["aws_lambda_function"].values()
+    assert len(tf_functions) == len(stage.function_names())
+    for function in tf_functions:
+        assert function["runtime"] == runtime
+        assert function["layers"] == [layer.arn]
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_each_deploy_stage_pins_the_layer_of_the_powertools_the_tests_use(name):
+    layer = lambda_layers.powertools_layer(Stage.load(name))
+    assert layer.region == "eu-west-3"  # the stages' region (see iot_playground/lambda_layers.py)
+    assert lambda_layers.pinned_powertools() == importlib.metadata.version("aws-lambda-powertools")
+    assert "aws-lambda-powertools" not in (ROOT / "requirements.txt").read_text()  # never vendored
+
+
+def test_a_layer_for_another_python_or_release_is_refused():
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    (arn,) = config["stages"]["dev"]["layers"]
+    for wrong in (arn.replace("python311", "python312"), arn.rsplit(":", 1)[0] + ":39"):
+        config["stages"]["dev"]["layers"] = [wrong]
+        with pytest.raises(ValueError):
+            lambda_layers.powertools_layer(Stage.load("dev", config))
+    with pytest.raises(RuntimeError, match=re.escape("package with a python3.11 virtualenv")):
+        lambda_layers.check_interpreter(Stage.load("dev"), "python3.12")
 
 
 # ---- Terraform --------------------------------------------------------------
@@ -414,3 +537,23 @@ def test_both_formats_hold_the_same_alarms(template, packaged):
                 q["MetricStat"]["Metric"]["MetricName"] for q in properties["Metrics"] if "MetricStat" in q
             ]
             assert [q["metric"]["metric_name"] for q in tf[name]["metric_query"] if "metric" in q] == metrics
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_every_stage_gets_its_own_admin_plan_and_key_in_both_formats(packaged, name):
+    stage = Stage.load(name)
+    merge = cfn_template.merge_template(stage)["Resources"]
+    plan = merge[cfn_template.ADMIN_USAGE_PLAN_ID]["Properties"]
+    assert plan["UsagePlanName"] == f"iot-playground-{name}-admin"
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}]
+    assert merge[cfn_template.ADMIN_API_KEY_ID]["Properties"]["Name"] == f"iot-playground-{name}-admin"
+    # The functions of Chalice's Terraform are the same in every stage (their names differ).
+    tf = tf_template.extras(stage, packaged.tf("chalice.tf.json"))["resource"]
+    assert tf["aws_api_gateway_usage_plan"]["admin"]["name"] == f"iot-playground-{name}-admin"
+    assert tf["aws_api_gateway_api_key"]["admin"]["name"] == f"iot-playground-{name}-admin"
+    origin = stage.environment["CORS_ORIGIN"]
+    for response in tf["aws_api_gateway_gateway_response"].values():
+        assert (
+            response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+            == f"'{origin}'"
+        )

@@ -8,7 +8,9 @@ so it works at the root of `chalice local` as well as under an API Gateway stage
 library: the charts are plain SVG drawn by the script.
 
 The files ship inside the Lambda package (everything under `chalicelib/` does)
-and are read on first use, not at import, so they cost a cold start nothing.
+and are read on first use. The module itself is imported by its two routes only, so
+neither costs a cold start anything; what every request needs (the base URL) is in
+`chalicelib.public_url`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Any
 
 from chalice.app import Response
 
-ASSET_ROUTE = "/viewer/{name}"
+from chalicelib.public_url import VIEWER_ASSET_ROUTE, public_base_url, stage_prefix
+
+ASSET_ROUTE = VIEWER_ASSET_ROUTE
+__all__ = ["ASSET_ROUTE", "asset_names", "asset_response", "page_response", "public_base_url", "stage_prefix"]
 _ASSET_DIR = Path(__file__).resolve().parent / "assets"
 _CONTENT_TYPES = {
     "viewer.js": "text/javascript; charset=utf-8",
@@ -86,32 +91,3 @@ def asset_response(name: str) -> Response:
         status_code=200,
         headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400", **_COMMON_HEADERS},
     )
-
-
-def stage_prefix(context: Mapping[str, Any]) -> str:
-    """The part of the request path in front of the route, e.g. `/api` for API Gateway's stage.
-
-    API Gateway's `requestContext.path` is the path the client asked for
-    (`/api/api/runs/1b…`), `resourcePath` the route (`/api/runs/{run_id}`). A
-    route segment, template or not, stands for exactly one path segment, so the
-    prefix is whatever segments the path has beyond the route's."""
-    path = context.get("path") or ""
-    route = context.get("resourcePath") or ""
-    path_segments = [s for s in path.split("/") if s]
-    route_segments = [s for s in route.split("/") if s]
-    extra = len(path_segments) - len(route_segments)
-    if extra <= 0:
-        return ""
-    return "/" + "/".join(path_segments[:extra])
-
-
-def public_base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
-    """`scheme://host[/prefix]` of the API as the client reached it; empty without a Host header."""
-    host = headers.get("host")
-    if not host or any(c in host for c in "/\\@ \t\r\n"):
-        return ""
-    # API Gateway sets X-Forwarded-Proto (https); `chalice local` does not, and serves http.
-    scheme = headers.get("x-forwarded-proto", "http").split(",")[0].strip().lower()
-    if scheme not in ("http", "https"):
-        scheme = "http"
-    return f"{scheme}://{host}{stage_prefix(context)}"
