@@ -118,22 +118,25 @@ def test_recorder_charges_what_each_request_wrote_and_read(aws):
         boto3.client("dynamodb", region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]) for _ in "ab"
     )
     recorder = Recorder(hooked, names, reader)
-    reading = {"pk": {"S": "run|s1"}, "sk": {"S": "t#1"}, "runId": {"S": "run"}, "sensorId": {"S": "s1"}}
+    # A run item: the runs table has three indexes, and a run carries the keys of two of them.
+    run = {"id": {"S": "run-1"}, "entity": {"S": "run"}, "startedAt": {"S": "2026-01-01T00:00:00.000Z"}}
+    run["username"] = {"S": "alice"}
+    key = {"id": run["id"]}
     with recorder.capture() as calls:
-        hooked.put_item(TableName=names["readings"], Item=reading)
+        hooked.put_item(TableName=names["runs"], Item=run)
         hooked.update_item(  # grows the item past 1 KB: charged on the larger version
-            TableName=names["readings"],
-            Key={"pk": reading["pk"], "sk": reading["sk"]},
+            TableName=names["runs"],
+            Key=key,
             UpdateExpression="SET note = :n",
             ExpressionAttributeValues={":n": {"S": "x" * 1500}},
         )
         hooked.query(
-            TableName=names["readings"],
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": reading["pk"]},
+            TableName=names["runs"],
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues={":id": run["id"]},
         )
     put, update, query = calls
-    assert put.operation == "PutItem" and put.write_units == 3  # table + both readings indexes
+    assert put.operation == "PutItem" and put.write_units == 3  # table + runs-by-start + runs-by-user
     assert update.operation == "UpdateItem" and update.write_units == 2 * 3
     assert query.items_read == 1 and query.read_units == 0.5  # eventually consistent, under 4 KB
     recorder.close()
