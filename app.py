@@ -454,10 +454,22 @@ def get_readings() -> dict[str, Any]:
     )
     start_key = decode_token(params.first_param(query, "nextKey", "lastKey"), scope, secret, Cursor)
     page = deps.reading_repository().query(
-        reading_query, limit=limit, start_key=start_key, runs=deps.run_repository().runs_with_sensor
+        reading_query,
+        limit=limit,
+        start_key=start_key,
+        runs=deps.run_repository().runs_with_sensor,
+        span_ms=_reading_span(reading_query),
     )
     items = [reading_view(r) for r in page.readings]
     return {"items": items, "count": len(items), "nextKey": encode_token(page.last_key, scope, secret)}
+
+
+def _reading_span(reading_query: ReadingQuery) -> int | None:
+    """How far past a page a newest-first query of one run must read (see chalicelib/readings.py)."""
+    if reading_query.run_id is None or reading_query.order == "asc":
+        return None  # oldest first needs no span; a sensor walk finds each run's span itself
+    run = deps.run_repository().get(reading_query.run_id, consistent=False)
+    return run.reading_span_ms if run is not None else None
 
 
 # ---- reports -----------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from chalicelib import clock, metrics
 from chalicelib.errors import ValidationFailed
 from chalicelib.params import run_id_value, timestamp_value
-from chalicelib.readings import Reading, ReadingRepository, new_nonce
+from chalicelib.readings import Chunk, Reading, ReadingRepository, new_nonce
 from chalicelib.run_status import RunStatusCache
 from chalicelib.runs import Run
 from chalicelib.schemas import DEFAULT_READING_TYPE, MEASUREMENT_FIELDS, ReadingIn
@@ -76,17 +76,29 @@ def store(ingested: Ingested, repository: ReadingRepository, runs: RunStatusCach
     Equal readings (same run, sensor, type, value, user and timestamp of their own)
     are one reading: stored and counted once."""
     readings = list(dict.fromkeys(ingested.readings))
-    owners: dict[str | None, str] = {}
+    running: dict[str, Run] = {}
     for run_id in sorted({r.run_id for r in readings if r.run_id}):
         run = runs.require_running(run_id)
         _require_declared_sensors(run, readings)
-        owners[run_id] = run.username
-    if len(readings) == 1:
-        repository.put(readings[0])
-    else:
-        repository.put_many(readings)
+        running[run_id] = run
+    chunks = repository.prepare(readings)
+    for run_id, span in _widest_spans(chunks).items():
+        run = running[run_id]
+        # Recorded before the chunks exist, so a query never meets a chunk wider than its run says.
+        if run.reading_span_ms is not None and span > run.reading_span_ms:
+            runs.widen_reading_span(run, span)
+    repository.write(chunks)
+    owners: dict[str | None, str] = {run_id: run.username for run_id, run in running.items()}
     metrics.publish((_measured(r, owners.get(r.run_id)) for r in readings), clock.now_ms())
     return len(readings)
+
+
+def _widest_spans(chunks: list[Chunk]) -> dict[str, int]:
+    widest: dict[str, int] = {}
+    for chunk in chunks:
+        if chunk.run_id is not None:
+            widest[chunk.run_id] = max(widest.get(chunk.run_id, 0), chunk.span_ms)
+    return widest
 
 
 def _require_declared_sensors(run: Run, readings: list[Reading]) -> None:

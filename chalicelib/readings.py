@@ -44,6 +44,11 @@ BATCH_GET_LIMIT = 100
 # lives in a chunk whose sk time t0 has x - CHUNK_SPAN_MS <= t0 <= x: that is what a
 # query widens its key range by, and how far past a page a newest-first query reads.
 CHUNK_SPAN_MS = 10_000
+# Chunk spans as a run records them (Run.reading_span_ms), rounded up to one of these, so a
+# run's record widens a couple of times at most. A newest-first query shows a reading once
+# no unread chunk can hold a later one: chunks of single readings (span 0, all the frontend
+# sends) need no look past the page at all, however many there are.
+SPAN_LEVELS_MS = (0, 1_000, CHUNK_SPAN_MS)
 # Item size (DynamoDB's way: attribute names plus values) a chunk stays within: one
 # write unit (1 KB) with room to spare.
 MAX_CHUNK_BYTES = 1000
@@ -93,6 +98,20 @@ class ReadingQuery:
     order: Literal["asc", "desc"] = "desc"
 
 
+def span_level(span_ms: int) -> int:
+    return next(level for level in SPAN_LEVELS_MS if span_ms <= level)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One item to write: `count` readings of `run_id`, spanning `span_ms` (as a level)."""
+
+    item: dict[str, Any]
+    count: int
+    run_id: str | None
+    span_ms: int
+
+
 class Cursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """Where a reading query goes on from (the payload of its signed `nextKey`).
 
@@ -107,6 +126,7 @@ class Cursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     runs_after: list[str] | None
     sk: str | None
     last: tuple[int, str, str, str, int] | None
+    span: int = CHUNK_SPAN_MS  # the widest chunk span of partition `pk`
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +135,10 @@ class ReadingPage:
     last_key: Cursor | None
 
 
-RunFinder = Callable[[str, list[str] | None], tuple[list[tuple[str, str]], list[str] | None]]
-"""(sensor id, position) -> ([(startedAt, run id)] newest first, next position or None):
-one Query of the runs that declared the sensor (see RunRepository.runs_with_sensor)."""
+RunFinder = Callable[[str, list[str] | None], tuple[list[tuple[str, str, int | None]], list[str] | None]]
+"""(sensor id, position) -> ([(startedAt, run id, reading span or None)] newest first, next
+position or None): one Query of the runs that declared the sensor (see
+RunRepository.runs_with_sensor)."""
 
 
 def _number(value: float) -> str:
@@ -231,9 +252,18 @@ class ReadingRepository:
             item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self._ttl_seconds)}
         return item
 
-    def to_items(self, readings: Iterable[Reading]) -> list[tuple[dict[str, Any], int]]:
-        """The chunk items for these readings, with how many readings each holds."""
-        return [(self.chunk_item(chunk), len(chunk)) for chunk in self.chunks(readings)]
+    def prepare(self, readings: Iterable[Reading]) -> list[Chunk]:
+        """The chunks these readings are written as; a run's record of its widest span
+        must cover theirs before they are written (see Run.reading_span_ms)."""
+        return [
+            Chunk(
+                self.chunk_item(chunk),
+                len(chunk),
+                chunk[0].run_id,
+                span_level(chunk[-1].timestamp_ms - chunk[0].timestamp_ms),
+            )
+            for chunk in self.chunks(readings)
+        ]
 
     def chunks(self, readings: Iterable[Reading]) -> list[list[Reading]]:
         """Per (run, sensor, type, user), readings in time order split where the span or
@@ -254,25 +284,29 @@ class ReadingRepository:
         return out
 
     def put(self, reading: Reading) -> None:
-        # Unconditional: the key is the chunk's content, so writing it again rewrites
-        # the same chunk (an SDK retry, a re-send) and never overwrites another.
-        ((item, _),) = self.to_items([reading])
-        self._client.put_item(TableName=self._table, Item=item)
+        self.write(self.prepare([reading]))
 
     def put_many(self, readings: Sequence[Reading]) -> int:
-        """Write all readings as chunks, 25 chunks per request; returns how many readings were stored.
+        return self.write(self.prepare(readings))
 
-        If DynamoDB keeps refusing, Unavailable says how many readings were stored; a
-        re-send of the same request makes the same chunks and stores the rest."""
-        chunks = self.to_items(readings)
-        total = sum(n for _, n in chunks)
+    def write(self, chunks: Sequence[Chunk]) -> int:
+        """Write the chunks, one PutItem or 25 per BatchWriteItem; returns how many readings were stored.
+
+        Unconditional: a chunk's key is its content, so writing it again (an SDK retry, a
+        re-send) rewrites the same chunk and never overwrites another. If DynamoDB keeps
+        refusing, Unavailable says how many readings were stored; a re-send of the same
+        request makes the same chunks and stores the rest."""
+        if len(chunks) == 1:
+            self._client.put_item(TableName=self._table, Item=chunks[0].item)
+            return chunks[0].count
+        total = sum(chunk.count for chunk in chunks)
         stored = 0
         try:
             for start in range(0, len(chunks), BATCH_WRITE_LIMIT):
                 part = chunks[start : start + BATCH_WRITE_LIMIT]
-                pending = self._write_pending([{"PutRequest": {"Item": item}} for item, _ in part])
+                pending = self._write_pending([{"PutRequest": {"Item": chunk.item}} for chunk in part])
                 refused = {item["sk"]["S"] for item in (p["PutRequest"]["Item"] for p in pending)}
-                stored += sum(n for item, n in part if item["sk"]["S"] not in refused)
+                stored += sum(chunk.count for chunk in part if chunk.item["sk"]["S"] not in refused)
                 if pending:
                     break
         except ClientError as error:
@@ -355,13 +389,15 @@ class ReadingRepository:
         limit: int,
         start_key: Cursor | None,
         runs: RunFinder | None = None,
+        span_ms: int | None = None,
     ) -> ReadingPage:
         """In exact time order (newest or oldest first); bounded work per call: at most
         paging.MAX_QUERY_CALLS Query calls (see `_Scan` for the one exception).
 
         With a run id, that run's partition; with only a sensor id, the runs that declared
         the sensor, newest run first (found through `runs`), then the readings without a
-        run, each partition's readings in the query's order."""
+        run, each partition's readings in the query's order. `span_ms`: the run's
+        `reading_span_ms` (None: not recorded, any span up to CHUNK_SPAN_MS)."""
         if query.run_id is None and query.sensor_id is None:  # pragma: no cover - the route requires one
             raise ValueError("a reading query needs a run id or a sensor id")
         if query.from_ms is not None and query.to_ms is not None and query.from_ms > query.to_ms:
@@ -370,7 +406,8 @@ class ReadingRepository:
             _check_cursor(start_key, query)
         budget = _Budget()
         if query.run_id is not None:
-            scan = _Scan(self._client, self._table, query, query.run_id, start_key, budget)
+            span = CHUNK_SPAN_MS if span_ms is None else span_ms
+            scan = _Scan(self._client, self._table, query, query.run_id, start_key, budget, span)
             found = scan.read(limit)
             return ReadingPage(found, scan.cursor(None))
         return self._sensor_walk(query, limit, start_key, runs, budget)
@@ -387,34 +424,36 @@ class ReadingRepository:
         cursor = start_key
         position: list[str] | None = cursor.runs_after if cursor else None
         partition: str | None = cursor.pk if cursor else None
-        queue: list[tuple[str, str]] = []  # runs found but not read yet
+        span = cursor.span if cursor else CHUNK_SPAN_MS
+        queue: list[tuple[str, str, int | None]] = []  # runs found but not read yet
         no_more_runs = False  # the last look at the runs found every one left
         found: list[Reading] = []
         while True:
             if partition is None:
                 if queue:
-                    started, partition = queue.pop(0)
+                    started, partition, recorded = queue.pop(0)
                     position, cursor = [started, partition], None
+                    span = CHUNK_SPAN_MS if recorded is None else recorded
                 elif position == [NO_RUN]:
                     return ReadingPage(found, None)
                 elif no_more_runs:
-                    partition, position, cursor = NO_RUN, [NO_RUN], None
+                    partition, position, cursor, span = NO_RUN, [NO_RUN], None, CHUNK_SPAN_MS
                     continue
                 elif runs is None or not budget.take():
                     if runs is None:  # no run list to walk: only the readings without a run
-                        partition, position, cursor = NO_RUN, [NO_RUN], None
+                        partition, position, cursor, span = NO_RUN, [NO_RUN], None, CHUNK_SPAN_MS
                         continue
-                    return ReadingPage(found, Cursor(None, position, None, None))
+                    return ReadingPage(found, Cursor(None, position, None, None, CHUNK_SPAN_MS))
                 else:
                     taken, more = runs(query.sensor_id, position)
                     queue, no_more_runs = list(taken), more is None
                     if not queue and more is None:
-                        partition, position, cursor = NO_RUN, [NO_RUN], None
+                        partition, position, cursor, span = NO_RUN, [NO_RUN], None, CHUNK_SPAN_MS
                     elif not queue:
                         position = more
                     # else: a later turn takes them; `more` is found again after the last one
                     continue
-            scan = _Scan(self._client, self._table, query, partition, cursor, budget)
+            scan = _Scan(self._client, self._table, query, partition, cursor, budget, span)
             found += scan.read(limit - len(found))
             if scan.has_more():
                 return ReadingPage(found, scan.cursor(position))
@@ -424,7 +463,7 @@ class ReadingRepository:
                 return ReadingPage(found, None)
             if len(found) >= limit and budget.spent():
                 # Full page; whether anything follows is for the next request to find.
-                return ReadingPage(found, Cursor(None, position, None, None))
+                return ReadingPage(found, Cursor(None, position, None, None, CHUNK_SPAN_MS))
 
 
 def _check_cursor(cursor: Cursor, query: ReadingQuery) -> None:
@@ -439,6 +478,8 @@ def _check_cursor(cursor: Cursor, query: ReadingQuery) -> None:
     if walk is not None and not (walk == [NO_RUN] or (len(walk) == 2 and _is_iso(walk[0]))):
         ok = False
     if cursor.sk is not None and not _is_iso(cursor.sk[:_ISO_LENGTH]):
+        ok = False
+    if cursor.span not in SPAN_LEVELS_MS:
         ok = False
     if not ok:
         raise BadRequest("nextKey is not a valid pagination token for this query")
@@ -476,10 +517,10 @@ OrderKey = tuple[int, str, str, str, int]
 class _Scan:
     """One partition read in sk order, readings emitted in exact order.
 
-    A chunk's readings are at or after its sk time t0 and at most CHUNK_SPAN_MS after
-    it. Oldest first, a loaded reading x is emitted once x < t0 of the next chunk not
-    yet loaded; newest first, once x - CHUNK_SPAN_MS > that t0; or when no chunk is
-    left. The cursor keeps the sk of the first loaded chunk (in the query's order) that
+    A chunk's readings are at or after its sk time t0 and at most `span_ms` after it
+    (the partition's widest chunk). Oldest first, a loaded reading x is emitted once
+    x < t0 of the next chunk not yet loaded; newest first, once x - span_ms > that t0;
+    or when no chunk is left. The cursor keeps the sk of the first loaded chunk (in the query's order) that
     still holds a reading not emitted, and the order key of the last reading emitted.
     """
 
@@ -489,6 +530,7 @@ class _Scan:
     pk: str
     start: Cursor | None
     budget: _Budget
+    span_ms: int
     pending: list[tuple[OrderKey, Reading]] = field(default_factory=list)  # heap, in emit order
     last: OrderKey | None = None
     last_evaluated: dict[str, Any] | None = None
@@ -560,7 +602,7 @@ class _Scan:
         frontier = self._frontier()
         if frontier is None:
             return True
-        return key[0] < frontier if self.ascending else key[0] - CHUNK_SPAN_MS > frontier
+        return key[0] < frontier if self.ascending else key[0] - self.span_ms > frontier
 
     def _heap_key(self, key: OrderKey) -> Any:
         return key if self.ascending else _Reverse(key)
@@ -648,7 +690,7 @@ class _Scan:
             sk = self.start.sk
         else:  # not read yet, from the first chunk in the query's order
             sk = clock.format_ms(0) if self.ascending else clock.format_ms(clock.LATEST_MS) + _KEY_END
-        return Cursor(self.pk, runs_after, sk, self.last)
+        return Cursor(self.pk, runs_after, sk, self.last, self.span_ms)
 
     @staticmethod
     def _unwrap(heap_key: Any) -> OrderKey:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chalicelib import clock
 from chalicelib.errors import NotFound, RunNotRunning
@@ -65,6 +65,11 @@ class RunStatusCache:
                 extra={"status": run.status},
             )
         return run
+
+    def widen_reading_span(self, run: Run, span_ms: int) -> None:
+        """Record a wider chunk span for the run (a few times per run at most: spans are levels)."""
+        self._runs.widen_reading_span(run.id, span_ms)
+        self.remember(replace(run, reading_span_ms=span_ms))
 
     def remember(self, run: Run) -> None:
         self._store(run.id, run)

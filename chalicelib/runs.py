@@ -41,6 +41,9 @@ TERMINAL_STATUSES = ("SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT")
 MAX_LISTED_RUNS = 1000
 # The attribute where the request that ended a run leaves its token (see `end`).
 _END_TOKEN = "endToken"
+# The widest span of the run's reading chunks, as a level of readings.SPAN_LEVELS_MS
+# (see `ReadingRepository.prepare`): newest-first queries read that far past a page.
+_READING_SPAN = "readingSpanMs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class Run:
     sensor_ids: tuple[str, ...]
     finished_ms: int | None = None
     error_message: str | None = None
+    # None: not recorded (runs from before it was, imported runs): any span up to the largest.
+    reading_span_ms: int | None = None
 
     def deadline_ms(self, grace_seconds: int) -> int:
         return self.started_ms + (self.duration + grace_seconds) * 1000
@@ -83,6 +88,8 @@ def run_to_item(run: Run) -> dict[str, Any]:
         item["finishedAt"] = {"S": clock.format_ms(run.finished_ms)}
     if run.error_message is not None:
         item["errorMessage"] = {"S": run.error_message}
+    if run.reading_span_ms is not None:
+        item[_READING_SPAN] = {"N": str(run.reading_span_ms)}
     return item
 
 
@@ -99,7 +106,13 @@ def item_to_run(item: dict[str, Any]) -> Run:
         sensor_ids=tuple(v["S"] for v in item.get("sensorIds", {}).get("L", [])),
         finished_ms=clock.parse_iso_ms(finished["S"]) if finished else None,
         error_message=error["S"] if error else None,
+        reading_span_ms=_reading_span(item),
     )
+
+
+def _reading_span(item: dict[str, Any]) -> int | None:
+    span = item.get(_READING_SPAN)
+    return int(span["N"]) if span else None
 
 
 def _cancellation_codes(error: ClientError) -> list[str]:
@@ -185,10 +198,10 @@ class RunRepository:
 
     def runs_with_sensor(
         self, sensor_id: str, after: list[str] | None
-    ) -> tuple[list[tuple[str, str]], list[str] | None]:
+    ) -> tuple[list[tuple[str, str, int | None]], list[str] | None]:
         """One Query: runs that declared `sensor_id`, newest first, after the position
-        `after` ([startedAt, id] of a run). Returns [(startedAt, id)] and where to go on
-        from (None: no run left)."""
+        `after` ([startedAt, id] of a run). Returns [(startedAt, id, reading span or None)]
+        and where to go on from (None: no run left)."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": RUNS_BY_START_INDEX,
@@ -199,12 +212,13 @@ class RunRepository:
                 "#sensors": "sensorIds",
                 "#id": "id",
                 "#at": "startedAt",
+                "#span": _READING_SPAN,
             },
             "ExpressionAttributeValues": {":pk": {"S": RUN_ENTITY}, ":sensor": {"S": sensor_id}},
             "ScanIndexForward": False,
             "Limit": paging.FILTERED_READ_LIMIT,
             # The index's key attributes, so a LastEvaluatedKey can be built from the last item.
-            "ProjectionExpression": "#pk, #at, #id",
+            "ProjectionExpression": "#pk, #at, #id, #span",
         }
         if after is not None:
             request["ExclusiveStartKey"] = {
@@ -213,7 +227,14 @@ class RunRepository:
                 "id": {"S": after[1]},
             }
         response = self._client.query(**request)
-        found = [(item["startedAt"]["S"], item["id"]["S"]) for item in response.get("Items", [])]
+        found = [
+            (
+                item["startedAt"]["S"],
+                item["id"]["S"],
+                int(item[_READING_SPAN]["N"]) if _READING_SPAN in item else None,
+            )
+            for item in response.get("Items", [])
+        ]
         last = response.get("LastEvaluatedKey")
         return found, [last["startedAt"]["S"], last["id"]["S"]] if last else None  # type: ignore[index]
 
@@ -246,6 +267,7 @@ class RunRepository:
             duration=duration,
             interval=interval,
             sensor_ids=tuple(sensor_ids),
+            reading_span_ms=0,
         )
         items: list[dict[str, Any]] = [
             self._take_slot(RUN_SLOTS_ID, self._max),
@@ -268,6 +290,24 @@ class RunRepository:
         if "ConditionalCheckFailed" in codes[:2]:
             self._refuse_when_full(username)
         raise Unavailable("could not start the run, try again")
+
+    def widen_reading_span(self, run_id: str, span_ms: int) -> None:
+        """Record that the run now has a chunk spanning `span_ms`, before that chunk is
+        written. Only ever widens; a run without a record keeps none (it may hold chunks
+        of any span)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": run_id}},
+                UpdateExpression="SET #span = :span",
+                ConditionExpression="#span < :span",
+                ExpressionAttributeNames={"#span": _READING_SPAN},
+                ExpressionAttributeValues={":span": {"N": str(span_ms)}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            # Already as wide (another request widened it), or not recorded for this run.
 
     def _take_slot(self, slots_id: str, limit: int) -> dict[str, Any]:
         return {

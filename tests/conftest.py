@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,3 +174,17 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
     with chromium(tmp_path / "chromium-profile") as driver:
         yield driver
+
+
+@pytest.fixture
+def calls(aws):
+    """Counts DynamoDB operations made through the app's client."""
+    from chalicelib.aws import dynamodb_client
+
+    seen: Counter[str] = Counter()
+
+    def record(model, **_):
+        seen[model.name] += 1
+
+    dynamodb_client().meta.events.register("before-call.dynamodb", record)
+    return seen

@@ -6,25 +6,9 @@ import ast
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import ADMIN, call, start_run
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def calls(aws):
-    """Counts DynamoDB operations made through the app's client."""
-    from chalicelib.aws import dynamodb_client
-
-    seen: Counter[str] = Counter()
-
-    def record(model, **_):
-        seen[model.name] += 1
-
-    dynamodb_client().meta.events.register("before-call.dynamodb", record)
-    return seen
 
 
 def post_reading(client, run_id, body):
@@ -110,7 +94,8 @@ def test_readings_dynamodb_never_accepts_are_reported_not_dropped(aws, client):
             return {"UnprocessedItems": RequestItems}
 
     deps.reading_repository()._client = Refusing()  # type: ignore[assignment]
-    code, body = post_reading(client, run["id"], [{"sensorId": "s", "reading": 1}] * 3)
+    # Three sensors: three chunks, so a BatchWriteItem (one chunk would be one PutItem).
+    code, body = post_reading(client, run["id"], [{"sensorId": f"s{n}", "reading": 1} for n in (1, 2, 3)])
     assert code == 503
     assert body["error"] == "ServiceUnavailable" and body["details"] == {"stored": 0, "notStored": 3}
 

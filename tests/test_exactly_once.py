@@ -222,7 +222,13 @@ def test_a_keyed_start_whose_first_attempt_died_is_recognised_on_re_send(faulty_
     [
         ("TransactWriteItems", "POST", "/api/runs/start", {"sensorIds": ["a"], "duration": 9, "interval": 1}),
         ("PutItem", "POST", "/api/sensors/data", {"sensorId": "s", "reading": 1}),
-        ("BatchWriteItem", "POST", "/api/sensors/data", [{"sensorId": "s", "reading": 1}] * 2),
+        # Two sensors: two chunks, one BatchWriteItem (one chunk would be one PutItem).
+        (
+            "BatchWriteItem",
+            "POST",
+            "/api/sensors/data",
+            [{"sensorId": "s1", "reading": 1}, {"sensorId": "s2", "reading": 1}],
+        ),
         ("Query", "GET", "/api/runs/running", None),
         ("GetItem", "GET", "/api/runs/can-start", None),
     ],

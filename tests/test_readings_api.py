@@ -208,8 +208,8 @@ def test_ttl_zero_keeps_readings_forever(monkeypatch):
     from chalicelib.readings import Reading, ReadingRepository
 
     repository = ReadingRepository(client=None, table_name="t", ttl_days=0)  # type: ignore[arg-type]
-    ((item, count),) = repository.to_items([Reading("s", "temperature", 1.0, 1_800_000_000_000, None, "u")])
-    assert "expiresAt" not in item and item["pk"] == {"S": "-"} and count == 1
+    (chunk,) = repository.prepare([Reading("s", "temperature", 1.0, 1_800_000_000_000, None, "u")])
+    assert "expiresAt" not in chunk.item and chunk.item["pk"] == {"S": "-"} and chunk.count == 1
 
 
 @pytest.mark.parametrize(

@@ -116,22 +116,25 @@ def test_a_chunk_never_exceeds_one_write_unit_or_its_span(client, billed):
         Reading("s", "temperature", 1 / (i + 3), BASE_MS + 37 * i, None, "someone-with-a-long-name")
         for i in range(2000)
     ]
-    chunks = repository.to_items(readings)
-    assert sum(n for _, n in chunks) == 2000
-    for item, _ in chunks:
-        assert item_size(item) <= MAX_CHUNK_BYTES
-        assert int(item["lastAt"]["N"]) - int(item["firstAt"]["N"]) <= CHUNK_SPAN_MS
+    chunks = repository.prepare(readings)
+    assert sum(chunk.count for chunk in chunks) == 2000
+    for chunk in chunks:
+        assert item_size(chunk.item) <= MAX_CHUNK_BYTES
+        span = int(chunk.item["lastAt"]["N"]) - int(chunk.item["firstAt"]["N"])
+        assert span <= chunk.span_ms <= CHUNK_SPAN_MS
 
-    def keys(items):
-        return [(item["pk"], item["sk"], item["d"], n) for item, n in items]
+    def keys(chunks):
+        return [(chunk.item["pk"], chunk.item["sk"], chunk.item["d"], chunk.count) for chunk in chunks]
 
-    assert keys(repository.to_items(list(reversed(readings)))) == keys(chunks)  # deterministic
+    assert keys(repository.prepare(list(reversed(readings)))) == keys(chunks)  # deterministic
 
 
 # ---- exact order and pagination --------------------------------------------------------
 
 
-def _sent(client, run_id: str, rng: random.Random) -> list[tuple[int, str, str, float, str | None]]:
+def _sent(
+    client, run_id: str, rng: random.Random, batch_span_ms: int = 3 * CHUNK_SPAN_MS, singles: float = 0.4
+) -> list[tuple[int, str, str, float, str | None]]:
     """Posts a random history; returns what was sent: (timestamp, sensor, type, value, run)."""
     sensors = ("s0", "s1", "s2", "a")
     kinds = ("temperature", "humidity")
@@ -140,13 +143,13 @@ def _sent(client, run_id: str, rng: random.Random) -> list[tuple[int, str, str, 
     for _ in range(10):
         shape = rng.random()
         body: list[dict[str, Any]] = []
-        if shape < 0.4:  # a single reading, sometimes at an instant already used
+        if shape < singles:  # a single reading, sometimes at an instant already used
             at = BASE_MS + rng.choice([rng.randrange(0, 60_000), 5_000, 12_000])
             body = [{"sensorId": rng.choice(sensors), "type": rng.choice(kinds), "timestamp": at}]
-        else:  # a batch spanning up to 3 chunk spans, with identical timestamps in it
+        else:  # a batch spanning up to `batch_span_ms`, with identical timestamps in it
             start = BASE_MS + rng.randrange(0, 60_000)
             for _ in range(rng.randrange(2, 30)):
-                at = start + rng.choice([0, rng.randrange(0, 3 * CHUNK_SPAN_MS)])
+                at = start + rng.choice([0, rng.randrange(0, batch_span_ms)])
                 body.append({"sensorId": rng.choice(sensors), "type": rng.choice(kinds), "timestamp": at})
         for reading in body:
             value += 1.0
@@ -194,10 +197,23 @@ def test_every_query_shape_walks_in_exact_order_without_loss_or_duplicate(faulty
         "before-call.dynamodb", lambda model, **_: queries.update([model.name])
     )
     rng = random.Random(1010)
-    runs = [start_run(faulty_client, user="u1")["id"]]
-    time.sleep(0.01)  # the second run starts later: a sensor alone lists its readings first
-    runs.append(start_run(faulty_client, user="u2")["id"])
-    sent = _sent(faulty_client, runs[0], rng) + _sent(faulty_client, runs[1], rng)
+    # Runs whose widest chunks span up to 10 s, at most 1 s, and nothing (single readings
+    # only): each is read with its own span (Run.reading_span_ms). Each starts later than
+    # the one before: a sensor alone lists the newest run's readings first.
+    histories = [{}, {}, {"batch_span_ms": 900}, {"singles": 1.0}]
+    runs = []
+    for n in range(len(histories)):
+        runs.append(start_run(faulty_client, user=f"u{n % 2 + 1}")["id"])
+        time.sleep(0.01)
+    sent = [
+        r
+        for run, history in zip(runs, histories, strict=True)
+        for r in _sent(faulty_client, run, rng, **history)
+    ]
+    from chalicelib import deps
+
+    spans = [deps.run_repository().get(run).reading_span_ms for run in runs]  # type: ignore[union-attr]
+    assert spans[2] <= 1_000 and spans[3] == 0, spans
     # Readings without a run, found by sensor after the runs.
     for i in range(12):
         at, value = BASE_MS + 997 * i, 1000.0 + i
@@ -221,8 +237,8 @@ def test_every_query_shape_walks_in_exact_order_without_loss_or_duplicate(faulty
 
         if run is not None:
             return sorted_run(run)
-        # A sensor alone: newest run first (the second started last), then readings without a run.
-        return [*sorted_run(runs[1]), *sorted_run(runs[0]), *sorted_run(None)]
+        # A sensor alone: newest run first, then readings without a run.
+        return [r for run_id in [*reversed(runs), None] for r in sorted_run(run_id)]
 
     low, high = BASE_MS + 7_000, BASE_MS + 41_000
     shapes = [
@@ -234,14 +250,75 @@ def test_every_query_shape_walks_in_exact_order_without_loss_or_duplicate(faulty
         ({"runId": runs[0], "from": low, "to": high}, {"run": runs[0], "low": low, "high": high}),
         ({"sensorId": "a", "from": low}, {"sensor": "a", "low": low}),
         ({"runId": runs[1], "to": high}, {"run": runs[1], "high": high}),
+        ({"runId": runs[2]}, {"run": runs[2]}),
+        ({"runId": runs[3], "from": low}, {"run": runs[3], "low": low}),
     ]
-    for params, reference in shapes:
+    for number, (params, reference) in enumerate(shapes):
+        # Every page size on one shape; fewer on the others, which walk the same machinery.
+        limits = (1, 2, 7, 1000) if number == 0 else (3, 1000)
         for order in ("asc", "desc"):
             want = expected(**reference, order=order)
-            for limit in (1, 2, 3, 5, 7, 1000):
+            for limit in limits:
                 query = "&".join(f"{k}={v}" for k, v in {**params, "order": order, "limit": limit}.items())
                 got = _walk(faulty_client, f"/api/sensors/data?{query}", queries)
                 # Exact order by (timestamp, sensor, type); readings equal in those may come in any
                 # fixed order, so compare that projection exactly and the readings as a multiset.
                 assert [r[:3] for r in got] == [r[:3] for r in want], (query, len(got), len(want))
                 assert Counter(got) == Counter(want), query
+
+
+def test_newest_first_pages_of_single_readings_need_no_look_past_the_page(client, calls):
+    """The frontend's heaviest load (100 sensors every 200 ms, single readings) puts
+    5,000 chunks in any 10 s of a run: a newest-first page must still show readings
+    at once, which it can because the run records that its chunks span nothing."""
+    from chalicelib import deps
+    from chalicelib.readings import Reading
+
+    run = start_run(client, sensors=50)
+    repository = deps.reading_repository()
+    now = run_started_ms(run)
+    readings = [
+        Reading(f"sensor-{i % 50 + 1}", "temperature", float(i), now + 2 * i, run["id"], "u")
+        for i in range(5000)
+    ]
+    chunks = [chunk for reading in readings for chunk in repository.prepare([reading])]
+    assert repository.write(chunks) == 5000 and {chunk.span_ms for chunk in chunks} == {0}
+    calls.clear()
+    status, page = call(client, "GET", f"/api/sensors/data?runId={run['id']}&limit=100")
+    assert status == 200 and page["nextKey"]
+    assert [item["reading"] for item in page["items"]] == [float(i) for i in range(4999, 4899, -1)]
+    assert calls["Query"] == 1, calls
+
+
+def post(client, run: dict[str, Any], body: Any) -> int:
+    return int(call(client, "POST", "/api/sensors/data", body, **{"X-User": "u", "X-Run-Id": run["id"]})[0])
+
+
+def run_started_ms(run: dict[str, Any]) -> int:
+    from chalicelib.clock import parse_iso_ms
+
+    return parse_iso_ms(run["startedAt"])
+
+
+def test_a_run_records_the_widest_span_of_its_chunks_before_writing_them(client, calls):
+    from chalicelib import deps
+
+    run = start_run(client, sensors=10)
+    stored = deps.run_repository().get
+    assert stored(run["id"]).reading_span_ms == 0  # type: ignore[union-attr]
+    at = run_started_ms(run)
+    sent = [{"sensorId": "sensor-1", "reading": 1.0, "timestamp": at + 400 * i} for i in range(3)]
+    calls.clear()
+    assert post(client, run, sent) == 201
+    assert stored(run["id"]).reading_span_ms == 1_000 and calls["UpdateItem"] == 1  # type: ignore[union-attr]
+    calls.clear()  # as wide again: the run's record (cached) already covers it
+    resent = [{**reading, "timestamp": reading["timestamp"] + 5} for reading in sent]
+    assert (
+        call(client, "POST", "/api/sensors/data", resent, **{"X-User": "u", "X-Run-Id": run["id"]})[0] == 201
+    )
+    assert calls["UpdateItem"] == 0, calls
+    wider = [{"sensorId": "sensor-2", "reading": 1.0, "timestamp": at + 4_000 * i} for i in range(3)]
+    assert (
+        call(client, "POST", "/api/sensors/data", wider, **{"X-User": "u", "X-Run-Id": run["id"]})[0] == 201
+    )
+    assert stored(run["id"]).reading_span_ms == CHUNK_SPAN_MS  # type: ignore[union-attr]
