@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.settings import Settings
-from chalicelib.tables import ALL_TABLES, TableDefinition
+from chalicelib.tables import ALL_TABLES, RETIRED_READINGS_INDEXES, TableDefinition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -107,6 +107,16 @@ def plan_table(
         )
     present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
     wanted_names = {index["IndexName"] for index in wanted.get("GlobalSecondaryIndexes", [])}
+    if present & set(RETIRED_READINGS_INDEXES):
+        # Readings of the old layout move first: while its indexes exist, this step is not
+        # done (it resumes where an interrupted run stopped), and queries never see both.
+        changes.append(
+            Change(
+                table_name,
+                "rewrite readings of the old layout as chunks",
+                lambda: _move_readings(client, table_name),
+            )
+        )
     for name in sorted(present - wanted_names):
         # An index the definition no longer has (the readings table's two, since readings
         # are chunks keyed by run): it only bills every write again.
@@ -123,6 +133,13 @@ def plan_table(
             )
         )
     return changes + _ttl_and_backups(client, definition, table_name, durable, exists=True)
+
+
+def _move_readings(client: DynamoDBClient, table_name: str) -> None:
+    from iot_playground.readings_layout import migrate_layout
+
+    summary = migrate_layout(client, table_name)
+    print(f"{table_name}: {summary.readings} readings rewritten as {summary.chunks} chunks", flush=True)
 
 
 def _create_index(

@@ -106,10 +106,12 @@ def test_existing_table_gets_missing_index_billing_ttl_and_recovery(dynamodb, de
     assert tables_admin.provision_tables(dynamodb, dev) == []
 
 
-def test_readings_table_of_the_old_layout_loses_its_two_indexes(dynamodb, dev):
-    """Readings used to be indexed by run and by sensor (projection ALL): every write billed
-    three times. `make tables` drops both indexes, once."""
+def test_readings_table_of_the_old_layout_moves_to_chunks_then_loses_its_two_indexes(dynamodb, dev):
+    """Readings used to be one item each, indexed by run and by sensor (projection ALL):
+    every write billed three times. `make tables` rewrites them as chunks, then drops
+    both indexes, once."""
     from chalicelib.tables import RETIRED_READINGS_INDEXES
+    from tests.test_readings_layout import _old_item
 
     name = READINGS.table_name(dev)
     tables_admin.provision_tables(dynamodb, dev)
@@ -141,13 +143,20 @@ def test_readings_table_of_the_old_layout_loses_its_two_indexes(dynamodb, dev):
     dynamodb.update_continuous_backups(
         TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
     )
+    old = [_old_item("run-1", "s1", "temperature", float(n), 1_800_000_000_000 + n, "u") for n in range(3)]
+    for item in old:
+        dynamodb.put_item(TableName=name, Item=item)
     planned = tables_admin.provision_tables(dynamodb, dev, apply=False)
     assert [str(c) for c in planned] == [
-        f"{name}: drop index {index}" for index in sorted(RETIRED_READINGS_INDEXES)
+        f"{name}: rewrite readings of the old layout as chunks",
+        *(f"{name}: drop index {index}" for index in sorted(RETIRED_READINGS_INDEXES)),
     ]
+    assert dynamodb.scan(TableName=name)["Count"] == 3  # planning moved nothing
     assert [str(c) for c in tables_admin.provision_tables(dynamodb, dev)] == [str(c) for c in planned]
     table, _, _ = _describe(dynamodb, name)
     assert not table.get("GlobalSecondaryIndexes")
+    (chunk,) = dynamodb.scan(TableName=name)["Items"]  # the three readings, as one chunk of run-1
+    assert chunk["pk"] == {"S": "run-1"} and chunk["n"] == {"N": "3"}
     assert tables_admin.provision_tables(dynamodb, dev) == []
 
 
