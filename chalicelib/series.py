@@ -30,9 +30,9 @@ Aggregate = Literal["avg", "min", "max", "sum", "count"]
 AGGREGATES: tuple[Aggregate, ...] = ("avg", "min", "max", "sum", "count")
 DEFAULT_AGGREGATE: Aggregate = "avg"
 DEFAULT_INTERVAL = "10s"
-# Nine digits: any such interval fits the clock's range many times over, and no text grows a huge int.
-INTERVAL_RE = re.compile(r"([1-9][0-9]{0,8})(ms|s|m|h)", re.ASCII)
-INTERVAL_PATTERN = r"^[1-9][0-9]{0,8}(ms|s|m|h)$"  # the same, for the OpenAPI document
+# Nine digits at most: no text grows a huge int. `(?!\n)$`: the end of the string (see schemas.py).
+INTERVAL_PATTERN = r"^([1-9][0-9]{0,8})(ms|s|m|h)(?!\n)$"
+INTERVAL_RE = re.compile(INTERVAL_PATTERN)
 INTERVAL_FORMS = "a positive integer followed by ms, s, m or h (e.g. 500ms, 10s, 5m, 1h)"
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 # A chart of more points than this is not one a person reads; it also bounds the answer's size.
@@ -73,7 +73,7 @@ def parse_interval(text: str | None) -> int:
     """`500ms`, `10s`, `5m`, `1h` (absent or empty: DEFAULT_INTERVAL) to milliseconds; else a 400."""
     if text is None or text == "":
         text = DEFAULT_INTERVAL
-    match = INTERVAL_RE.fullmatch(text)
+    match = INTERVAL_RE.match(text)
     if match is None:
         raise BadRequest(f"interval must be {INTERVAL_FORMS}, got {text[:40]!r}")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
