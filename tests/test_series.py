@@ -95,6 +95,8 @@ def mixed_readings(seed: int = 7) -> list[dict[str, Any]]:
         )
     for i, offset in enumerate((0, 0, 699, 700, 701, 1399, 1400, 4899, 4900, 4999, 5000, -1)):
         posted.append({"sensorId": "s", "reading": float(i), "timestamp": T0 + offset})
+    # Equal values in one bucket: counted twice.
+    posted += [{"sensorId": "s", "reading": 5.5, "timestamp": T0 + at} for at in (10, 20)]
     # Equal readings with a timestamp of their own are one reading (stored once).
     posted = list({tuple(sorted(r.items())): r for r in posted}.values())
     # A gap: no reading of s/temperature in [T0 + 2100, T0 + 2800).
@@ -373,6 +375,16 @@ def test_no_reading_within_the_read_bound_is_a_400():
             agg="avg",
         )
     assert raised.value.status_code == 400
+
+
+def test_points_outside_the_range_stay_out_of_the_buckets():
+    rng = random.Random(3)
+    points = [(T0 + rng.randrange(-3000, 8000), float(i)) for i in range(500)]
+    points += [(T0 + at, -1.0) for at in (-1, 0, 999, 1000, 4999, 5000)]
+    posted = [{"sensorId": "s", "reading": v, "timestamp": at} for at, v in points]
+    for agg in AGGS:
+        got = [(b.t, b.value) for b in series.buckets(points, T0, T0 + 5000, 1000, agg)]  # type: ignore[arg-type]
+        assert same(got, reference(posted, "s", "temperature", T0, T0 + 5000, 1000, agg)), agg
 
 
 def test_sums_beyond_the_float_range_are_null():
