@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
@@ -470,6 +470,40 @@ def _reading_span(reading_query: ReadingQuery) -> int | None:
         return None  # oldest first needs no span; a sensor walk finds each run's span itself
     run = deps.run_repository().get(reading_query.run_id, consistent=False)
     return run.reading_span_ms if run is not None else None
+
+
+@route("/api/sensors/series")
+def sensor_series() -> Any:
+    from chalicelib import series
+    from chalicelib.schemas import DEFAULT_READING_TYPE
+
+    query = _query()
+    run_id = params.run_id_value(query.get("runId"), source="runId")
+    sensor_id = params.sensor_id_value(query.get("sensorId"))
+    # One type per series: temperature and humidity in one average mean nothing.
+    kind = params.type_value(query.get("type")) or DEFAULT_READING_TYPE
+    interval = query.get("interval") or series.DEFAULT_INTERVAL
+    series.parse_interval(interval)
+    agg = params.choice_param(query, "agg", series.AGGREGATES, series.DEFAULT_AGGREGATE)
+    from_ms = params.timestamp_value(query.get("from"), name="from")
+    to_ms = params.timestamp_value(query.get("to"), name="to")
+    params.check_time_range(from_ms, to_ms)
+    if run_id is None or sensor_id is None:
+        raise ValidationFailed("runId and sensorId are required")
+    run = deps.run_repository().get(run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    from_ms, to_ms = series.default_range(run, clock.now_ms(), from_ms, to_ms)
+    return series.read_series(
+        deps.reading_repository(),
+        run_id=run_id,
+        sensor_id=sensor_id,
+        type=kind,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        interval=interval,
+        agg=cast("series.Aggregate", agg),  # one of series.AGGREGATES
+    )
 
 
 # ---- reports -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from chalicelib import clock, idempotency, schemas
+from chalicelib import clock, idempotency, schemas, series
 
 PATH = "/api/openapi.json"
 VERSION = "0.1.0"
@@ -112,6 +112,7 @@ _STRUCTS: tuple[Any, ...] = (
     InterruptAllResult,
     NoDeployment,
     Error,
+    series.Series,
 )
 
 
@@ -313,6 +314,11 @@ _RUN_LINKS = {
         "requestBody": {"sensorId": "$response.body#/params/sensorIds/0", "reading": 21.5},
     },
     "GetReadings": {"operationId": "getApiSensorsData", "parameters": {"query.runId": _RUN_ID_OUT}},
+    "GetSeries": {
+        "operationId": "getApiSensorsSeries",
+        "description": "the series of the run's first sensor",
+        "parameters": {"query.runId": _RUN_ID_OUT, "query.sensorId": "$response.body#/params/sensorIds/0"},
+    },
     "DownloadReport": {"operationId": "getApiReportsDownload", "parameters": {"query.runId": _RUN_ID_OUT}},
 }
 
@@ -568,6 +574,63 @@ def _operations() -> dict[str, dict[str, dict[str, Any]]]:
             "get": {**readings_get, "summary": readings_get["summary"] + " (alias of /api/sensors/data)"},
             "post": {**readings_post, "summary": readings_post["summary"] + " (alias of /api/sensors/data)"},
         },
+        "/api/sensors/series": {
+            "get": {
+                "tags": ["analytics"],
+                "summary": "One sensor's readings of one type in a run, aggregated per time bucket",
+                "description": "Buckets tile [`from`, `to`): `from` inclusive, `to` exclusive; each bucket"
+                " starts at `from` + i * `interval`, the last one is cut at `to`. Every bucket is listed;"
+                " one without readings has `value: null` (for `count` too), as has a `sum` beyond the"
+                " float range. `from`/`to` default to the run's span: `startedAt` to `finishedAt` included"
+                f" (now while RUNNING). At most {series.MAX_BUCKETS} buckets (400 otherwise). Reads at"
+                f" most {series.MAX_SERIES_QUERY_PAGES} pages of {series.SERIES_PAGE_SIZE} readings; a"
+                " range holding more is answered in part: `complete: false` with the buckets read in"
+                " full and `nextFrom`, to ask again with `from=<nextFrom>` (a 400 when not even the"
+                " first bucket could be read in full).",
+                "parameters": [
+                    {**_query("runId", _RUN_ID, "the run"), "required": True},
+                    {
+                        **_query("sensorId", _string(schemas.SENSOR_ID_PATTERN), "the sensor"),
+                        "required": True,
+                    },
+                    _query(
+                        "type",
+                        _string(schemas.TYPE_PATTERN, default=schemas.DEFAULT_READING_TYPE),
+                        "the measurement type; one type per series",
+                    ),
+                    _query(
+                        "interval",
+                        _string(series.INTERVAL_PATTERN, default=series.DEFAULT_INTERVAL),
+                        f"bucket width: {series.INTERVAL_FORMS}",
+                    ),
+                    _query(
+                        "agg",
+                        {
+                            "type": "string",
+                            "enum": list(series.AGGREGATES),
+                            "default": series.DEFAULT_AGGREGATE,
+                        },
+                        "the aggregate of each bucket",
+                    ),
+                    _query(
+                        "from",
+                        _TIMESTAMP,
+                        "start, inclusive (ISO-8601 or epoch milliseconds); default startedAt",
+                    ),
+                    _query(
+                        "to",
+                        _TIMESTAMP,
+                        "end, exclusive (ISO-8601 or epoch milliseconds); default finishedAt + 1 ms"
+                        " (now + 1 ms while RUNNING)",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(_ref("Series"), "The buckets, complete or up to `nextFrom`."),
+                    "404": _error("No such run (`NotFound`)."),
+                    **_shared("BadRequest"),
+                },
+            }
+        },
         "/api/reports/download": {
             "get": {
                 "tags": ["reports"],
@@ -639,7 +702,10 @@ def document() -> dict[str, Any]:
             " 404 `NotFound` (API Gateway), as is a path that is not here. Timestamps are ISO-8601 UTC"
             " with milliseconds and `Z`.",
         },
-        "tags": [{"name": name} for name in ("runs", "readings", "reports", "health", "viewer", "other")],
+        "tags": [
+            {"name": name}
+            for name in ("runs", "readings", "analytics", "reports", "health", "viewer", "other")
+        ],
         "paths": _operations(),
         "components": {
             "schemas": _portable(dict(sorted(components.items()))),

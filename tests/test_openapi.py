@@ -14,7 +14,7 @@ import jsonschema_rs
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from chalicelib import idempotency, openapi, schemas
+from chalicelib import idempotency, openapi, schemas, series
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -141,11 +141,13 @@ PYTHON_PATTERNS = (
     schemas.USER_PATTERN,
     schemas.TYPE_PATTERN,
     schemas.RUN_ID_PATTERN,
+    series.INTERVAL_PATTERN,
 )
 UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 PROBES = (
     "", "a", "s1", "sensor-1", "sensor-1:2.b_c", "alice@example.com", "temperature", "x" * 32, "x" * 33,
     "x" * 64, "x" * 65, UUID, UUID.upper(), UUID[:-1], UUID + "0", "a b", "é", "a/b", "a$", "^a",
+    "10s", "500ms", "5m", "1h", "0s", "01s", "999999999h", "1000000000h", "10S", "1.5s",
 )  # fmt: skip
 
 
