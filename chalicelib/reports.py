@@ -243,7 +243,10 @@ def build_zip(
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
 
         def write_file(name: str, run_id: str, fold: _Fold | None) -> Copied:
-            with archive.open(name, "w") as entry:
+            # A ZipInfo of its own: opened by name, the entry would be dated 1980.
+            info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as entry:
                 entry.write(READING_HEADER.encode())
                 return copy_readings(readings, run_id, lambda text: entry.write(text.encode()), budget, fold)
 
