@@ -99,7 +99,7 @@ READING_HEADER = _csv_text([READING_COLUMNS])
 class Budget:
     """The reading pages one request may still read (see the module's docstring)."""
 
-    pages: int = MAX_EXPORT_PAGES
+    pages: int = field(default_factory=lambda: MAX_EXPORT_PAGES)
     deadline: float = field(default_factory=lambda: time.monotonic() + EXPORT_SECONDS)
 
     def take(self) -> bool:

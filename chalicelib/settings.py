@@ -100,7 +100,7 @@ def load_settings() -> Settings:
         token_secret=_token_secret(stage),
         admin_api_key=os.environ.get("ADMIN_API_KEY", ""),
         report_runs=_int("REPORT_RUNS", 20, minimum=1),
-        reports_bucket=os.environ.get("REPORTS_BUCKET", f"iot-playground-reports-{stage}"),
+        reports_bucket=os.environ.get("REPORTS_BUCKET") or f"iot-playground-reports-{stage}",
         s3_endpoint=os.environ.get("S3_ENDPOINT") or None,
     )
 
