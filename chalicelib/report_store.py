@@ -54,9 +54,9 @@ def put_and_link(data: bytes, *, content_type: str, filename: str) -> str:
     bucket = get_settings().reports_bucket
     stamp = clock.format_ms(clock.now_ms())[:19].replace(":", "")
     key = f"{KEY_PREFIX}{stamp}-{secrets.token_hex(8)}/{filename}"
-    client = s3_client()
-    client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
-    url: str = client.generate_presigned_url(
+    s3 = s3_client()
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    url: str = s3.generate_presigned_url(
         "get_object",
         Params={
             "Bucket": bucket,
