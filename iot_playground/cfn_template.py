@@ -100,6 +100,11 @@ def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
         }
         for rule in reports_bucket.LIFECYCLE_RULES
     ]
+    # CloudFormation's name for S3's MaxAgeSeconds.
+    cors = [
+        {("MaxAge" if key == "MaxAgeSeconds" else key): value for key, value in rule.items()}
+        for rule in reports_bucket.CORS_RULES
+    ]
     return {
         REPORTS_BUCKET_ID: {
             "Type": "AWS::S3::Bucket",
@@ -116,7 +121,7 @@ def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
                     ]
                 },
                 "LifecycleConfiguration": {"Rules": lifecycle},
-                "CorsConfiguration": {"CorsRules": reports_bucket.CORS_RULES},
+                "CorsConfiguration": {"CorsRules": cors},
             },
         },
         REPORTS_BUCKET_POLICY_ID: {
