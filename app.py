@@ -509,25 +509,37 @@ def sensor_series() -> Any:
 # ---- reports -----------------------------------------------------------------
 
 
+@route("/api/runs/{run_id}/readings.csv")
+def run_readings_csv(run_id: str) -> Response:
+    """Every reading of the run, oldest first, as CSV: as far as one request's budget goes
+    (reports.py), then `X-Next-Key` says where the next request goes on."""
+    from chalicelib import reports
+
+    checked = params.run_id_value(run_id, source="the run id in the path")
+    assert checked is not None  # a path segment is never empty
+    run = deps.run_repository().get(checked)
+    if run is None:
+        raise NotFound(f"run {checked} not found")
+    secret = get_settings().token_secret
+    scope = fingerprint("readings.csv", run.id)
+    start_key = decode_token(_query().get("nextKey"), scope, secret, Cursor)
+    text, copied = reports.readings_csv(deps.reading_repository(), run.id, reports.Budget(), start_key)
+    headers = {"X-Export-Complete": str(copied.complete).lower()}
+    if (next_key := encode_token(copied.next_key, scope, secret)) is not None:
+        headers["X-Next-Key"] = next_key
+    return reports.download(
+        text, content_type=reports.CSV_TYPE, filename=f"readings-{run.id}.csv", headers=headers
+    )
+
+
 @route("/api/reports/download")
 def download_report() -> Response:
     from chalicelib import reports
 
-    query = _query()
-    run_id = params.run_id_value(query.get("runId"), source="runId")
-    runs = deps.run_repository().newest(limit=reports.MAX_REPORT_RUNS)
-    files = {"runs.csv": reports.runs_csv(runs)}
-    if run_id:
-        files[f"readings-{run_id}.csv"] = reports.readings_csv(deps.reading_repository(), run_id)
-    stamp = clock.format_ms(clock.now_ms())[:19].replace(":", "")
-    return Response(
-        body=reports.build_zip(files),
-        status_code=200,
-        headers={
-            "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="iot-playground-report-{stamp}.zip"',
-        },
-    )
+    run_id = params.run_id_value(_query().get("runId"), source="runId")
+    runs = reports.finished_runs(deps.run_repository(), get_settings().report_runs)
+    body = reports.build_zip(deps.reading_repository(), runs, reports.Budget(), run_id)
+    return reports.download(body, content_type=reports.ZIP_TYPE, filename=reports.report_filename())
 
 
 # ---- routes the frontend calls that belong to other services --------------

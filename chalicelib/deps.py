@@ -79,6 +79,7 @@ def init() -> None:
 def reset() -> None:
     """Forget every cached client and repository (tests switch settings between cases)."""
     from chalicelib.aws import dynamodb_client
+    from chalicelib.report_store import s3_client
 
     for accessor in (
         run_repository,
@@ -86,6 +87,7 @@ def reset() -> None:
         idempotency_store,
         run_status_cache,
         dynamodb_client,
+        s3_client,
         get_settings,
     ):
         accessor.cache_clear()

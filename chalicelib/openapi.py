@@ -295,6 +295,34 @@ _RUN_ID_PATH = {
     "description": "the run id; anything that is not a run id is a 404",
     "schema": _RUN_ID,
 }
+_RUN_ID_PATH_400 = {
+    **_RUN_ID_PATH,
+    "description": "the run id; anything that is not a run id (UUID) is a 400",
+}
+_DOWNLOAD_REDIRECT = {
+    "description": "The download is larger than a Lambda response carries (over 5 MiB as sent): it"
+    " was put in the stage's reports bucket, and `Location` is a presigned GET URL for it, valid"
+    " 300 s (browsers follow it; the object is deleted after a day). The body says the same.",
+    "headers": {
+        "Location": {"description": "presigned S3 GET URL of the download", "schema": {"type": "string"}}
+    },
+    "content": {
+        JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["location", "expiresIn"],
+                "properties": {
+                    "location": {"type": "string", "description": "the same URL as `Location`"},
+                    "expiresIn": {"type": "integer", "description": "seconds the URL stays valid"},
+                },
+            }
+        }
+    },
+}
+_EXPORT_BOUND = (
+    " One request reads at most 300 pages of 1000 readings, and none after 8 s (see the README,"
+    ' "Bounded work per request").'
+)
 _JSON_ONLY = " Sent with `Content-Type: application/json`, with a body or without (415 otherwise)."
 
 
@@ -320,6 +348,10 @@ _RUN_LINKS = {
         "parameters": {"query.runId": _RUN_ID_OUT, "query.sensorId": "$response.body#/params/sensorIds/0"},
     },
     "DownloadReport": {"operationId": "getApiReportsDownload", "parameters": {"query.runId": _RUN_ID_OUT}},
+    "DownloadReadings": {
+        "operationId": "getApiRunsRunIdReadingsCsv",
+        "parameters": {"path.run_id": _RUN_ID_OUT},
+    },
 }
 
 _IN_PROGRESS = (
@@ -631,11 +663,63 @@ def _operations() -> dict[str, dict[str, dict[str, Any]]]:
                 },
             }
         },
+        "/api/runs/{run_id}/readings.csv": {
+            "get": {
+                "tags": ["reports"],
+                "summary": "Every reading of a run as CSV, oldest first",
+                "description": "Columns `sensorId,type,reading,timestamp,user` (UTF-8, CRLF rows); a text"
+                " cell that could start a spreadsheet formula is prefixed with `'`."
+                + _EXPORT_BOUND
+                + " When that budget ends before the last reading, `X-Export-Complete` is `false` and"
+                " `X-Next-Key` is the `nextKey` that goes on from there.",
+                "parameters": [
+                    _RUN_ID_PATH_400,
+                    _query(
+                        "nextKey",
+                        {"type": "string"},
+                        "the `X-Next-Key` of the previous part (opaque, signed; another query's is a 400)",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The readings (attachment).",
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": 'attachment; filename="readings-<runId>.csv"',
+                                "schema": {"type": "string"},
+                            },
+                            "X-Export-Complete": {
+                                "description": "`true` when every reading up to the last is in the file",
+                                "schema": {"type": "string", "enum": ["true", "false"]},
+                            },
+                            "X-Next-Key": {
+                                "description": "with `X-Export-Complete: false`: `nextKey` of the rest",
+                                "schema": {"type": "string"},
+                            },
+                        },
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    "303": _DOWNLOAD_REDIRECT,
+                    "404": _error("No such run (`NotFound`)."),
+                    **_shared("BadRequest"),
+                },
+            }
+        },
         "/api/reports/download": {
             "get": {
                 "tags": ["reports"],
-                "summary": "A ZIP of runs.csv (the newest 1000 runs), plus readings-<runId>.csv with `runId`",
-                "parameters": [_query("runId", _RUN_ID, "also the readings of this run")],
+                "summary": "A ZIP of the newest finished runs: summary.csv and each run's readings",
+                "description": "`summary.csv` has one row per run (the newest `REPORT_RUNS`, default 20,"
+                " finished runs, newest first): the run's fields, the stats of its readings, its `file` in"
+                " the ZIP and `complete` (`false` when the request's budget ended before its last reading)."
+                " `runs/<startedAt>-<runId>.csv` holds each run's readings as"
+                " `/api/runs/{run_id}/readings.csv` does. With no finished run, the ZIP holds summary.csv"
+                " with its header only." + _EXPORT_BOUND + " The runs share that budget, newest first.",
+                "parameters": [
+                    _query(
+                        "runId", _RUN_ID, "also `readings-<runId>.csv`: that run's readings, finished or not"
+                    )
+                ],
                 "responses": {
                     "200": {
                         "description": "The report (attachment).",
@@ -647,6 +731,7 @@ def _operations() -> dict[str, dict[str, dict[str, Any]]]:
                         },
                         "content": {"application/zip": {}},
                     },
+                    "303": _DOWNLOAD_REDIRECT,
                     **_shared("BadRequest"),
                 },
             }

@@ -34,6 +34,11 @@ class Settings:
     # `chalice local` does not check API keys: under STAGE=local the app compares x-api-key
     # with this for the routes that need the admin key; API Gateway does it everywhere else.
     admin_api_key: str
+    # Report downloads: the newest finished runs in the ZIP, and the bucket that hands out
+    # the downloads too large for a Lambda response (chalicelib/report_store.py).
+    report_runs: int
+    reports_bucket: str
+    s3_endpoint: str | None
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -94,6 +99,9 @@ def load_settings() -> Settings:
         dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
         token_secret=_token_secret(stage),
         admin_api_key=os.environ.get("ADMIN_API_KEY", ""),
+        report_runs=_int("REPORT_RUNS", 20, minimum=1),
+        reports_bucket=os.environ.get("REPORTS_BUCKET") or f"iot-playground-reports-{stage}",
+        s3_endpoint=os.environ.get("S3_ENDPOINT") or None,
     )
 
 

@@ -1,7 +1,7 @@
 """The CloudFormation merge template `chalice package --merge-template` applies.
 
 Chalice's template has the functions, roles, log groups and the API. This adds
-what Chalice does not generate (the tables, and from `guardrails.py` the stage
+what Chalice does not generate (the tables, the reports bucket, and from `guardrails.py` the stage
 throttling, the admin usage plan and key, gateway responses and alarms; outputs)
 and replaces the roles' policies with the same statements as
 `.chalice/policy-<stage>.json`, but naming the tables and log groups through
@@ -16,7 +16,7 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import guardrails
+from iot_playground import guardrails, reports_bucket
 from iot_playground.iam import Resources, policy_document
 from iot_playground.stages import Stage, app_function_names
 
@@ -31,6 +31,10 @@ HAS_ALARM_TOPIC = "HasAlarmTopic"
 ADMIN_USAGE_PLAN_ID = "AdminUsagePlan"
 ADMIN_API_KEY_ID = "AdminApiKey"
 ADMIN_USAGE_PLAN_KEY_ID = "AdminUsagePlanKey"
+REPORTS_BUCKET_ID = "ReportsBucket"
+REPORTS_BUCKET_POLICY_ID = "ReportsBucketPolicy"
+_REPORTS_BUCKET_ARN = {"Fn::GetAtt": [REPORTS_BUCKET_ID, "Arn"]}
+_REPORT_OBJECTS_ARN = {"Fn::Sub": f"${{{REPORTS_BUCKET_ID}.Arn}}/*"}
 
 SECRET_DESCRIPTION = "Signs the API's pagination tokens (PAGINATION_TOKEN_SECRET); any random string"
 Template = dict[str, Any]
@@ -78,7 +82,56 @@ def _stack_resources(functions: list[str]) -> Resources:
         table=lambda definition: {"Fn::GetAtt": [table_id(definition), "Arn"]},
         index=lambda definition: {"Fn::Sub": f"${{{table_id(definition)}.Arn}}/index/*"},
         log_groups=lambda: [{"Fn::GetAtt": [log_group_id(function), "Arn"]} for function in functions],
+        report_objects=lambda: _REPORT_OBJECTS_ARN,
     )
+
+
+def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
+    """The reports bucket and its TLS-only policy (see iot_playground/reports_bucket.py)."""
+    lifecycle = [
+        {
+            "Id": rule["ID"],
+            "Status": rule["Status"],
+            "Prefix": rule["Filter"]["Prefix"],
+            "ExpirationInDays": rule["Expiration"]["Days"],
+            "AbortIncompleteMultipartUpload": {
+                "DaysAfterInitiation": rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            },
+        }
+        for rule in reports_bucket.LIFECYCLE_RULES
+    ]
+    # CloudFormation's name for S3's MaxAgeSeconds.
+    cors = [
+        {("MaxAge" if key == "MaxAgeSeconds" else key): value for key, value in rule.items()}
+        for rule in reports_bucket.CORS_RULES
+    ]
+    return {
+        REPORTS_BUCKET_ID: {
+            "Type": "AWS::S3::Bucket",
+            # Only downloads of the last day live here: the stack may take the bucket with it.
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "BucketName": bucket_name,
+                "PublicAccessBlockConfiguration": reports_bucket.PUBLIC_ACCESS_BLOCK,
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": reports_bucket.OBJECT_OWNERSHIP}]},
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [
+                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": reports_bucket.SSE_ALGORITHM}}
+                    ]
+                },
+                "LifecycleConfiguration": {"Rules": lifecycle},
+                "CorsConfiguration": {"CorsRules": cors},
+            },
+        },
+        REPORTS_BUCKET_POLICY_ID: {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": {"Ref": REPORTS_BUCKET_ID},
+                "PolicyDocument": reports_bucket.tls_only_policy(_REPORTS_BUCKET_ARN, _REPORT_OBJECTS_ARN),
+            },
+        },
+    }
 
 
 def alarms(stage: Stage, functions: list[str]) -> dict[str, Any]:
@@ -152,6 +205,7 @@ def merge_template(stage: Stage) -> Template:
     resources: dict[str, Any] = {}
     for definition in ALL_TABLES:
         resources[table_id(definition)] = _table_resource(definition, definition.table_name(settings))
+    resources.update(reports_bucket_resources(settings.reports_bucket))
     for function in functions:
         resources[role_id(function)] = {
             "Properties": {
@@ -229,4 +283,8 @@ def _outputs(stage: Stage) -> dict[str, Any]:
             "Description": f"The {definition.logical_name} table",
             "Value": {"Ref": table_id(definition)},
         }
+    outputs[f"{REPORTS_BUCKET_ID}Name"] = {
+        "Description": "The bucket of downloads too large for a Lambda response",
+        "Value": {"Ref": REPORTS_BUCKET_ID},
+    }
     return outputs

@@ -2,8 +2,9 @@
 
 `chalice deploy` reads `.chalice/policy-<stage>.json` (written by `python -m
 iot_playground.iam`); the packaged templates use the same statements with the
-tables and log groups referenced by the template's own resources. tests/test_policy.py
-checks the DynamoDB actions below against the calls the app's code makes.
+tables, the reports bucket and the log groups referenced by the template's own
+resources. tests/test_policy.py checks the DynamoDB and S3 actions below against
+the calls the app's code makes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
+from iot_playground.reports_bucket import bucket_arn
 from iot_playground.stages import DEPLOY_STAGES, Stage
 
 # Per table (TableDefinition.logical_name): the DynamoDB IAM actions the app needs.
@@ -26,6 +28,9 @@ DYNAMODB_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 # Actions that also read indexes, so they are granted on `<table>/index/*` too.
 INDEX_ACTIONS = frozenset({"dynamodb:Query", "dynamodb:Scan"})
+# On the reports bucket's objects only (not the bucket): put a large download, and sign the
+# GET URL that hands it out (a presigned URL acts with its signer's permissions).
+S3_ACTIONS = ("s3:GetObject", "s3:PutObject")
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 # X-Ray has no resource-level permissions: these two only ever take "*".
 XRAY_ACTIONS = ("xray:PutTelemetryRecords", "xray:PutTraceSegments")
@@ -41,10 +46,12 @@ class Resources:
         table: Callable[[TableDefinition], Reference],
         index: Callable[[TableDefinition], Reference],
         log_groups: Callable[[], list[Reference]],
+        report_objects: Callable[[], Reference],
     ):
         self.table = table
         self.index = index
         self.log_groups = log_groups
+        self.report_objects = report_objects
 
 
 def _statement_id(text: str) -> str:
@@ -81,6 +88,14 @@ def policy_document(stage: Stage, resources: Resources) -> dict[str, Any]:
             )
     statements.append(
         {
+            "Sid": "ReportObjects",
+            "Effect": "Allow",
+            "Action": list(S3_ACTIONS),
+            "Resource": [resources.report_objects()],
+        }
+    )
+    statements.append(
+        {
             "Sid": "WriteOwnLogs",
             "Effect": "Allow",
             "Action": list(LOG_ACTIONS),
@@ -106,7 +121,10 @@ def arn_resources(stage: Stage) -> Resources:
         names = stage.function_names().values()
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}:*" for name in sorted(names)]
 
-    return Resources(table, lambda definition: f"{table(definition)}/index/*", log_groups)
+    def report_objects() -> str:
+        return f"{bucket_arn(settings.reports_bucket)}/*"
+
+    return Resources(table, lambda definition: f"{table(definition)}/index/*", log_groups, report_objects)
 
 
 def deploy_policy(stage: Stage) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""`make run`: an embedded DynamoDB-compatible endpoint plus `chalice local`.
+"""`make run`: an embedded DynamoDB- and S3-compatible endpoint plus `chalice local`.
 
 The endpoint is moto's server on loopback. Its request handling is serialized
 behind a lock so that each DynamoDB call is atomic, as it is on the real
 service; the app's conditional writes and transactions then behave the same
 here as on AWS. `DYNAMODB_ENDPOINT` skips the embedded endpoint and uses
 another one (DynamoDB Local, or a real account's regional endpoint).
+
+The same endpoint serves S3 (moto tells the services apart by the request's
+signature): the reports bucket is created there, and the presigned URLs of large
+downloads point at it (`S3_ENDPOINT`, set to another endpoint, wins).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from chalicelib.settings import Settings
 
 from iot_playground.stages import stage_environment
 
@@ -54,33 +60,56 @@ class _Serialized:
 
 
 def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:
-    """Start moto's DynamoDB in a thread; returns (endpoint URL, stop)."""
-    from moto.moto_server.werkzeug_app import create_backend_app
+    """Start moto's DynamoDB and S3 in a thread; returns (endpoint URL, stop)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             pass  # the API's own log says what happened; per-call lines here are noise
 
-    app = _Serialized(create_backend_app("dynamodb"))
+    app = _Serialized(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port or free_port(), app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="dynamodb", daemon=True)
     thread.start()
     return f"http://{host}:{server.server_port}", server.shutdown
 
 
-def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
+def _settings(env: dict[str, str]) -> Settings:
     from chalicelib.settings import load_settings
-    from iot_playground.tables_admin import ensure_tables
 
     previous = dict(os.environ)
     os.environ.update(env)
     try:
-        settings = load_settings()
+        return load_settings()
     finally:
         os.environ.clear()
         os.environ.update(previous)
-    return ensure_tables(endpoint_client(endpoint, env), settings)
+
+
+def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
+    from iot_playground.tables_admin import ensure_tables
+
+    return ensure_tables(endpoint_client(endpoint, env), _settings(env))
+
+
+def create_reports_bucket(endpoint: str, env: dict[str, str]) -> list[str]:
+    """The reports bucket with its lifecycle rule and CORS (not the deployed stages' TLS-only
+    policy: this endpoint is plain HTTP); returns what changed."""
+    import boto3
+    from botocore.config import Config
+
+    from iot_playground.tables_admin import reconcile_bucket
+
+    s3 = boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    return [str(change) for change in reconcile_bucket(s3, _settings(env), durable=False)]
 
 
 def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
@@ -137,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embedded DynamoDB endpoint on {endpoint}", flush=True)
     created = create_tables(endpoint, env)
     print(f"tables ready ({'created ' + ', '.join(created) if created else 'already there'})", flush=True)
+    # Another DynamoDB endpoint says nothing of S3: then S3_ENDPOINT, or the account's S3.
+    s3_endpoint = os.environ.get("S3_ENDPOINT") or (None if os.environ.get("DYNAMODB_ENDPOINT") else endpoint)
+    if s3_endpoint:
+        env["S3_ENDPOINT"] = s3_endpoint
+        made = create_reports_bucket(s3_endpoint, env)
+        print(f"reports bucket on {s3_endpoint} ({'; '.join(made) if made else 'already there'})", flush=True)
     print(f"admin API key (x-api-key of POST /api/runs/interrupt-all): {env['ADMIN_API_KEY']}", flush=True)
 
     child_env = {**os.environ, **env, "DYNAMODB_ENDPOINT": endpoint}

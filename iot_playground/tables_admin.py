@@ -1,9 +1,12 @@
-"""Create or update the app's tables from `chalicelib.tables`, idempotently.
+"""Create or update the app's tables from `chalicelib.tables`, and its reports bucket from
+`iot_playground/reports_bucket.py`, idempotently.
 
 `ensure_tables` gives what the app needs to run (tables, indexes, TTL): the
 local stack and the tests use it. `provision_tables` adds what a deployed stage
 needs on top (on-demand billing, point-in-time recovery, KMS encryption at
-rest); `make tables STAGE=dev` runs it against the account in the environment:
+rest); `reconcile_bucket` does the same for the reports bucket (lifecycle and CORS
+locally; public access block, ownership, SSE-S3 and a TLS-only policy for a deployed
+stage). `make tables STAGE=dev` runs both against the account in the environment:
 
     python -m iot_playground.tables_admin --stage dev [--dry-run]
     python -m iot_playground.tables_admin --stage dev --delete   # the data goes too
@@ -15,6 +18,7 @@ call that changes anything, and says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.settings import Settings
 from chalicelib.tables import ALL_TABLES, RETIRED_READINGS_INDEXES, TableDefinition
+from iot_playground import reports_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -258,6 +263,169 @@ def reconcile(
     return made
 
 
+# ---- the reports bucket ----------------------------------------------------------
+
+
+def _s3_get(
+    call: Callable[..., dict[str, Any]], bucket: str, missing: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """A bucket setting, or None when the bucket has none (S3 answers these with an error)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(Bucket=bucket)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in missing:
+            return None
+        raise
+
+
+def _bucket_exists(s3: Any, bucket: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def plan_bucket(s3: Any, bucket: str, *, durable: bool) -> list[Change]:
+    """The changes that make `bucket` the reports bucket of iot_playground/reports_bucket.py.
+    Looks, changes nothing. `durable` (a deployed stage) adds the public access block,
+    ownership, encryption and TLS-only policy; the local stack's plain-HTTP endpoint needs
+    only the lifecycle rule and CORS."""
+    changes: list[Change] = []
+    exists = _bucket_exists(s3, bucket)
+    if not exists:
+        region = s3.meta.region_name
+        location = (
+            {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
+        changes.append(
+            Change(
+                bucket,
+                "create bucket",
+                lambda: s3.create_bucket(Bucket=bucket, **location),
+                creates_table=True,
+            )
+        )
+
+    def current(call: Callable[..., dict[str, Any]], *missing: str) -> dict[str, Any] | None:
+        return _s3_get(call, bucket, missing) if exists else None
+
+    lifecycle = current(s3.get_bucket_lifecycle_configuration, "NoSuchLifecycleConfiguration")
+    rules = {rule.get("ID"): rule for rule in (lifecycle or {}).get("Rules", [])}
+    for wanted in reports_bucket.LIFECYCLE_RULES:
+        have = rules.get(wanted["ID"], {})
+        if have.get("Status") != wanted["Status"] or have.get("Expiration") != wanted["Expiration"]:
+            changes.append(
+                Change(
+                    bucket,
+                    f"expire objects after {reports_bucket.EXPIRE_DAYS} day(s)",
+                    lambda: s3.put_bucket_lifecycle_configuration(
+                        Bucket=bucket, LifecycleConfiguration={"Rules": reports_bucket.LIFECYCLE_RULES}
+                    ),
+                )
+            )
+            break
+    cors = current(s3.get_bucket_cors, "NoSuchCORSConfiguration")
+    if (cors or {}).get("CORSRules") != reports_bucket.CORS_RULES:
+        changes.append(
+            Change(
+                bucket,
+                "let browsers GET presigned URLs (CORS)",
+                lambda: s3.put_bucket_cors(
+                    Bucket=bucket, CORSConfiguration={"CORSRules": reports_bucket.CORS_RULES}
+                ),
+            )
+        )
+    if durable:
+        changes += _durable_bucket(s3, bucket, current)
+    return changes
+
+
+def _durable_bucket(s3: Any, bucket: str, current: Callable[..., dict[str, Any] | None]) -> list[Change]:
+    changes: list[Change] = []
+    block = current(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration")
+    if (block or {}).get("PublicAccessBlockConfiguration") != reports_bucket.PUBLIC_ACCESS_BLOCK:
+        changes.append(
+            Change(
+                bucket,
+                "block public access",
+                lambda: s3.put_public_access_block(
+                    Bucket=bucket, PublicAccessBlockConfiguration=reports_bucket.PUBLIC_ACCESS_BLOCK
+                ),
+            )
+        )
+    ownership = current(s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError")
+    owned = [
+        r.get("ObjectOwnership") for r in (ownership or {}).get("OwnershipControls", {}).get("Rules", [])
+    ]
+    if owned != [reports_bucket.OBJECT_OWNERSHIP]:
+        changes.append(
+            Change(
+                bucket,
+                "own every object, no ACLs",
+                lambda: s3.put_bucket_ownership_controls(
+                    Bucket=bucket,
+                    OwnershipControls={"Rules": [{"ObjectOwnership": reports_bucket.OBJECT_OWNERSHIP}]},
+                ),
+            )
+        )
+    encryption = current(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError")
+    algorithms = [
+        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+        for r in (encryption or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    ]
+    if algorithms != [reports_bucket.SSE_ALGORITHM]:
+        rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": reports_bucket.SSE_ALGORITHM}}
+        changes.append(
+            Change(
+                bucket,
+                "encrypt at rest (SSE-S3)",
+                lambda: s3.put_bucket_encryption(
+                    Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [rule]}
+                ),
+            )
+        )
+    arn = reports_bucket.bucket_arn(bucket)
+    wanted = reports_bucket.tls_only_policy(arn, f"{arn}/*")
+    policy = current(s3.get_bucket_policy, "NoSuchBucketPolicy")
+    if policy is None or json.loads(policy["Policy"]) != wanted:
+        changes.append(
+            Change(
+                bucket,
+                "refuse plain HTTP (bucket policy)",
+                lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(wanted)),
+            )
+        )
+    return changes
+
+
+def reconcile_bucket(s3: Any, settings: Settings, *, durable: bool, apply: bool = True) -> list[Change]:
+    made = []
+    for change in plan_bucket(s3, settings.reports_bucket, durable=durable):
+        if apply:
+            change.apply()
+        made.append(change)
+    return made
+
+
+def delete_bucket(s3: Any, bucket: str) -> bool:
+    """Empty and delete the reports bucket (downloads of the last day only); False if absent."""
+    if not _bucket_exists(s3, bucket):
+        return False
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)
+    return True
+
+
 def ensure_tables(client: DynamoDBClient, settings: Settings) -> list[str]:
     """Make every table usable by the app; returns the names of those created now."""
     return [c.table for c in reconcile(client, settings, durable=False) if c.creates_table]
@@ -283,33 +451,50 @@ def delete_tables(client: DynamoDBClient, settings: Settings) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from iot_playground.stages import DEPLOY_STAGES, Stage
 
-    parser = argparse.ArgumentParser(description="Create or update a stage's DynamoDB tables.")
+    parser = argparse.ArgumentParser(
+        description="Create or update a stage's DynamoDB tables and reports bucket."
+    )
     parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--dry-run", action="store_true", help="only say what would change")
-    action.add_argument("--delete", action="store_true", help="delete the stage's tables and their data")
+    action.add_argument(
+        "--delete", action="store_true", help="delete the stage's tables and bucket, data and all"
+    )
     parser.add_argument(
         "--endpoint-url",
         default=os.environ.get("DYNAMODB_ENDPOINT") or None,
         help="another DynamoDB endpoint (default: the account's regional one; DYNAMODB_ENDPOINT)",
+    )
+    parser.add_argument(
+        "--s3-endpoint-url",
+        default=os.environ.get("S3_ENDPOINT") or None,
+        help="another S3 endpoint (default: the account's regional one; S3_ENDPOINT)",
     )
     args = parser.parse_args(argv)
 
     import boto3
 
     settings = Stage.load(args.stage).app_settings
-    client: DynamoDBClient = boto3.session.Session().client("dynamodb", endpoint_url=args.endpoint_url)
+    session = boto3.session.Session()
+    client: DynamoDBClient = session.client("dynamodb", endpoint_url=args.endpoint_url)
+    s3 = session.client("s3", endpoint_url=args.s3_endpoint_url)
     names = ", ".join(definition.table_name(settings) for definition in ALL_TABLES)
-    print(f"stage {args.stage}: tables {names} in {client.meta.region_name}", flush=True)
+    print(
+        f"stage {args.stage}: tables {names}, bucket {settings.reports_bucket} in {client.meta.region_name}",
+        flush=True,
+    )
     if args.delete:
         deleted = delete_tables(client, settings)
-        print(f"deleted {', '.join(deleted)}" if deleted else "no changes: no table to delete")
+        if delete_bucket(s3, settings.reports_bucket):
+            deleted.append(settings.reports_bucket)
+        print(f"deleted {', '.join(deleted)}" if deleted else "no changes: nothing to delete")
         return 0
     changes = provision_tables(client, settings, apply=not args.dry_run)
+    changes += reconcile_bucket(s3, settings, durable=True, apply=not args.dry_run)
     for change in changes:
         print(f"{'would ' if args.dry_run else ''}{change}", flush=True)
     if not changes:
-        print("no changes: the tables already match chalicelib/tables.py")
+        print("no changes: the tables and the reports bucket already match their definitions")
     return 0
 
 

@@ -3,7 +3,8 @@
 Chalice's Terraform has no merge template and no log groups, so two generated
 files complete it in the same folder:
 
-- `iot_playground.tf.json`: the tables (from `chalicelib.tables`), the log
+- `iot_playground.tf.json`: the tables (from `chalicelib.tables`), the reports
+  bucket (from `reports_bucket.py`), the log
   groups with the stage's retention, and from `guardrails.py` the API stage's
   throttling, the admin usage plan and key, the gateway responses and the alarms;
   the secret and alarm-topic variables and the outputs;
@@ -19,7 +20,7 @@ import json
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import guardrails
+from iot_playground import guardrails, reports_bucket
 from iot_playground.cfn_template import SECRET_DESCRIPTION
 from iot_playground.iam import Resources, policy_document
 from iot_playground.stages import Stage
@@ -69,6 +70,72 @@ def table_resource(definition: TableDefinition, table_name: str) -> dict[str, An
     # Data outlives the stack: `terraform destroy` stops here rather than delete a table.
     resource["lifecycle"] = {"prevent_destroy": True}
     return resource
+
+
+_BUCKET = f"${{aws_s3_bucket.{reports_bucket.LOGICAL_NAME}.id}}"
+_BUCKET_ARN = f"${{aws_s3_bucket.{reports_bucket.LOGICAL_NAME}.arn}}"
+_SSE = reports_bucket.SSE_ALGORITHM
+
+
+def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
+    """The reports bucket and its settings, one resource each as the AWS provider wants them
+    (see iot_playground/reports_bucket.py)."""
+    key = reports_bucket.LOGICAL_NAME
+    rules = [
+        {
+            "id": rule["ID"],
+            "status": rule["Status"],
+            "filter": {"prefix": rule["Filter"]["Prefix"]},
+            "expiration": {"days": rule["Expiration"]["Days"]},
+            "abort_incomplete_multipart_upload": {
+                "days_after_initiation": rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            },
+        }
+        for rule in reports_bucket.LIFECYCLE_RULES
+    ]
+    cors = [
+        {
+            "allowed_methods": rule["AllowedMethods"],
+            "allowed_origins": rule["AllowedOrigins"],
+            "allowed_headers": rule["AllowedHeaders"],
+            "max_age_seconds": rule["MaxAgeSeconds"],
+        }
+        for rule in reports_bucket.CORS_RULES
+    ]
+    block = reports_bucket.PUBLIC_ACCESS_BLOCK
+    policy = reports_bucket.tls_only_policy(_BUCKET_ARN, f"{_BUCKET_ARN}/*")
+    return {
+        # Only downloads of the last day live here: `terraform destroy` may empty it.
+        "aws_s3_bucket": {key: {"bucket": bucket_name, "force_destroy": True}},
+        "aws_s3_bucket_public_access_block": {
+            key: {
+                "bucket": _BUCKET,
+                "block_public_acls": block["BlockPublicAcls"],
+                "ignore_public_acls": block["IgnorePublicAcls"],
+                "block_public_policy": block["BlockPublicPolicy"],
+                "restrict_public_buckets": block["RestrictPublicBuckets"],
+            }
+        },
+        "aws_s3_bucket_ownership_controls": {
+            key: {"bucket": _BUCKET, "rule": {"object_ownership": reports_bucket.OBJECT_OWNERSHIP}}
+        },
+        "aws_s3_bucket_server_side_encryption_configuration": {
+            key: {
+                "bucket": _BUCKET,
+                "rule": [{"apply_server_side_encryption_by_default": {"sse_algorithm": _SSE}}],
+            }
+        },
+        "aws_s3_bucket_lifecycle_configuration": {key: {"bucket": _BUCKET, "rule": rules}},
+        "aws_s3_bucket_cors_configuration": {key: {"bucket": _BUCKET, "cors_rule": cors}},
+        "aws_s3_bucket_policy": {
+            key: {
+                "bucket": _BUCKET,
+                "policy": json.dumps(policy),
+                # S3 refuses a bucket policy while the public access block is being set.
+                "depends_on": [f"aws_s3_bucket_public_access_block.{key}"],
+            }
+        },
+    }
 
 
 def _functions(chalice_tf: Document) -> dict[str, dict[str, Any]]:
@@ -206,6 +273,7 @@ def extras(stage: Stage, chalice_tf: Document) -> Document:
             }
         },
     }
+    resources.update(reports_bucket_resources(settings.reports_bucket))
     resources["aws_api_gateway_gateway_response"] = gateway_responses(stage)
     resources.update(admin_key_resources(stage))
     resources["aws_cloudwatch_metric_alarm"] = alarms(stage, chalice_tf)
@@ -243,6 +311,7 @@ def extras(stage: Stage, chalice_tf: Document) -> Document:
                 }
                 for definition in ALL_TABLES
             },
+            "reports_bucket_name": {"value": _BUCKET},
         },
     }
 
@@ -273,6 +342,7 @@ def overrides(stage: Stage, chalice_tf: Document) -> Document:
         table=lambda definition: f"${{aws_dynamodb_table.{definition.logical_name}.arn}}",
         index=lambda definition: f"${{aws_dynamodb_table.{definition.logical_name}.arn}}/index/*",
         log_groups=log_groups,
+        report_objects=lambda: f"{_BUCKET_ARN}/*",
     )
     policy = json.dumps(policy_document(stage, resources))
     return {

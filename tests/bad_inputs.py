@@ -283,6 +283,7 @@ def rule_cases() -> Iterator[Rule]:
         yield Rule("POST", f"/api/runs/{_q(value)}/finish", 404, "not found", b"{}", json_headers)
         yield Rule("GET", f"/api/sensors/data?runId={_q(value)}", 400, "runId must be a run id")
         yield Rule("GET", f"/api/reports/download?runId={_q(value)}", 400, "runId must be a run id")
+        yield Rule("GET", f"/api/runs/{_q(value)}/readings.csv", 400, "run id in the path must be a run id")
     for value in NOT_INTEGERS:
         yield Rule("GET", f"/api/runs?limit={_q(value)}", 400, "limit must be an integer between 1 and 100")
         yield Rule("GET", f"/api/sensors/data?sensorId=s&limit={_q(value)}", 400, "limit must be an integer")

@@ -45,7 +45,8 @@ def test_importing_the_app_builds_the_client_and_leaves_route_only_modules_out()
         "import json, sys, app\n"
         "from chalicelib import aws\n"
         "print(json.dumps({'clients': aws.dynamodb_client.cache_info().currsize,"
-        " 'loaded': [m for m in ('boto3', 'chalicelib.viewer', 'chalicelib.reports', 'chalicelib.openapi')"
+        " 'loaded': [m for m in ('boto3', 'chalicelib.viewer', 'chalicelib.reports',"
+        " 'chalicelib.report_store', 'chalicelib.openapi')"
         " if m in sys.modules]}))"
     )
     result = subprocess.run(

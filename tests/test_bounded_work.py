@@ -133,11 +133,17 @@ GET_ROUTES = {
     "/api/runs/{run}": 1,
     "/api/sensors/data?runId={run}&limit=1000": paging.MAX_QUERY_CALLS,
     "/api/sensors/data?sensorId=s0&type=humidity&limit=1000": paging.MAX_QUERY_CALLS,
-    "/api/reports/download?runId={run}": None,  # runs page + the run's readings, capped in reports.py
+    # A page of runs, then a page of readings per file: 2 finished runs (MAX_REPORT_RUNS below) and `runId`.
+    "/api/reports/download?runId={run}": 1 + 3 * paging.MAX_QUERY_CALLS,
+    "/api/runs/{run}/readings.csv": 1 + paging.MAX_QUERY_CALLS,
 }
 
 
-def test_read_routes_make_the_same_calls_whatever_the_history(faulty_client, queries):
+def test_read_routes_make_the_same_calls_whatever_the_history(faulty_client, queries, monkeypatch):
+    from chalicelib import reports
+
+    monkeypatch.setattr(reports, "MAX_REPORT_RUNS", 2)
+
     def history(runs):
         for i in range(runs):
             run = start_run(faulty_client, user=f"u{i % 3}")

@@ -111,7 +111,7 @@ def test_report_cells_that_could_start_a_formula_stay_text(client):
     call(client, "POST", f"/api/runs/{run['id']}/finish", {"status": "FAILED", "errorMessage": message})
     response = client.http.get("/api/reports/download", headers={"Accept": "application/zip"})
     with zipfile.ZipFile(io.BytesIO(response.body)) as archive:
-        rows = list(csv.DictReader(io.StringIO(archive.read("runs.csv").decode())))
+        rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
     assert rows[0]["errorMessage"] == "'" + message
     assert rows[0]["username"] == "'-alice"
     assert rows[0]["duration"] == "60"  # numbers the API writes itself are left alone

@@ -16,7 +16,7 @@ import pytest
 
 from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import cfn_template, guardrails, iam, lambda_layers, tf_template
+from iot_playground import cfn_template, guardrails, iam, lambda_layers, reports_bucket, tf_template
 from iot_playground.checkov_view import write_view
 from iot_playground.stages import Stage
 from iot_playground.tf_template import SECRET_VARIABLE
@@ -379,6 +379,93 @@ def test_tf_overrides_scope_roles_to_the_tables_and_add_the_secret(packaged, sta
     groups = extras["resource"]["aws_cloudwatch_log_group"]
     assert {g["retention_in_days"] for g in groups.values()} == {stage.log_retention_days}
     assert (packaged.terraform / "deployment.zip").stat().st_size > 0
+
+
+# ---- the reports bucket in both formats ---------------------------------------------
+
+_TLS_ONLY = {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _assert_tls_only(policy: dict[str, Any], bucket: Any, objects: Any) -> None:
+    (statement,) = policy["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:*")
+    assert statement["Resource"] == [bucket, objects] and statement["Condition"] == _TLS_ONLY
+
+
+def test_cfn_reports_bucket_is_private_encrypted_tls_only_and_expires_downloads(template, stage):
+    (bucket_id,) = _of_type(template, "AWS::S3::Bucket")
+    assert bucket_id == cfn_template.REPORTS_BUCKET_ID
+    properties = template["Resources"][bucket_id]["Properties"]
+    assert (
+        properties["BucketName"] == stage.app_settings.reports_bucket == stage.environment["REPORTS_BUCKET"]
+    )
+    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"], rule["Prefix"]) == ("Enabled", 1, "")
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+    )
+    (sse,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert properties["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (policy,) = _of_type(template, "AWS::S3::BucketPolicy").values()
+    assert policy["Properties"]["Bucket"] == {"Ref": bucket_id}
+    _assert_tls_only(
+        policy["Properties"]["PolicyDocument"],
+        {"Fn::GetAtt": [bucket_id, "Arn"]},
+        {"Fn::Sub": f"${{{bucket_id}.Arn}}/*"},
+    )
+    # The functions may put and get its objects, nothing else of S3, nowhere else.
+    for role in _of_type(template, "AWS::IAM::Role").values():
+        (role_policy,) = role["Properties"]["Policies"]
+        s3 = [
+            s
+            for s in role_policy["PolicyDocument"]["Statement"]
+            if any(a.startswith("s3:") for a in s["Action"])
+        ]
+        assert s3 == [
+            {
+                "Sid": "ReportObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [{"Fn::Sub": f"${{{bucket_id}.Arn}}/*"}],
+            }
+        ]
+
+
+def test_tf_reports_bucket_is_private_encrypted_tls_only_and_expires_downloads(packaged, stage):
+    resources = packaged.tf("iot_playground.tf.json")["resource"]
+    key = reports_bucket.LOGICAL_NAME
+    bucket_ref, arn = f"${{aws_s3_bucket.{key}.id}}", f"${{aws_s3_bucket.{key}.arn}}"
+    assert resources["aws_s3_bucket"][key]["bucket"] == stage.app_settings.reports_bucket
+    (rule,) = resources["aws_s3_bucket_lifecycle_configuration"][key]["rule"]
+    assert (
+        rule["status"] == "Enabled" and rule["expiration"] == {"days": 1} and rule["filter"] == {"prefix": ""}
+    )
+    block = resources["aws_s3_bucket_public_access_block"][key]
+    assert all(
+        block[name] is True for name in ("block_public_acls", "ignore_public_acls", "block_public_policy")
+    )
+    assert block["restrict_public_buckets"] is True
+    (sse,) = resources["aws_s3_bucket_server_side_encryption_configuration"][key]["rule"]
+    assert sse["apply_server_side_encryption_by_default"] == {"sse_algorithm": "AES256"}
+    ownership = resources["aws_s3_bucket_ownership_controls"][key]["rule"]
+    assert ownership == {"object_ownership": "BucketOwnerEnforced"}
+    policy = resources["aws_s3_bucket_policy"][key]
+    _assert_tls_only(json.loads(policy["policy"]), arn, f"{arn}/*")
+    for name in (
+        "aws_s3_bucket_lifecycle_configuration",
+        "aws_s3_bucket_public_access_block",
+        "aws_s3_bucket_server_side_encryption_configuration",
+        "aws_s3_bucket_policy",
+    ):
+        assert resources[name][key]["bucket"] == bucket_ref, name
+    override = packaged.tf("iot_playground_override.tf.json")["resource"]
+    for role_policy in override["aws_iam_role_policy"].values():
+        statements = json.loads(role_policy["policy"])["Statement"]
+        s3 = [s for s in statements if any(a.startswith("s3:") for a in s["Action"])]
+        assert [(s["Action"], s["Resource"]) for s in s3] == [
+            (["s3:GetObject", "s3:PutObject"], [f"{arn}/*"])
+        ]
 
 
 # ---- the public surface: admin key, gateway responses, alarms in both formats --------------

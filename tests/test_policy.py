@@ -1,11 +1,12 @@
-"""The Lambda role grants exactly the DynamoDB actions the deployed code calls.
+"""The Lambda role grants exactly the DynamoDB and S3 actions the deployed code calls.
 
 The calls are read from the source (app.py and chalicelib/, what the Lambda
 package holds) with `ast`: every `<...>client.<operation>(` call, mapped to its
 IAM action through botocore's DynamoDB model. Each call is attributed to a table
 through the repository class it sits in and the settings attribute deps.py
 builds that class with; a call that cannot be attributed must be granted on
-every table.
+every table. S3 calls (on a client named `s3`, or `s3_client()`) are read the same
+way through botocore's S3 model, a presigned URL as the action it signs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,38 @@ def _operation_names() -> dict[str, str]:
 
     model = botocore.session.get_session().get_service_model("dynamodb")
     return {xform_name(name): name for name in model.operation_names}
+
+
+def _s3_operation_names() -> dict[str, str]:
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model("s3")
+    return {xform_name(name): name for name in model.operation_names}
+
+
+def _is_s3(node: ast.expr) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id == "s3" or node.id == "s3_client"
+    if isinstance(node, ast.Call):
+        return _is_s3(node.func)
+    return False
+
+
+def s3_calls(source: str) -> set[str]:
+    """IAM actions (`s3:...`) the source calls or signs URLs for."""
+    operations = _s3_operation_names()
+    actions = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _is_s3(node.func.value):
+            method = node.func.attr
+            if method == "generate_presigned_url":
+                assert node.args and isinstance(node.args[0], ast.Constant), "sign a literal operation"
+                method = str(node.args[0].value)
+            if method not in operations:
+                raise AssertionError(f"{method}() is not an S3 operation: extend the policy source")
+            actions.add(f"s3:{operations[method]}")
+    return actions
 
 
 def _is_client(node: ast.expr) -> bool:
@@ -161,6 +194,36 @@ def free(client):
     }
     with pytest.raises(AssertionError, match="not a DynamoDB operation"):
         dynamodb_calls("client.publish(TopicArn='x')")
+
+
+def test_the_s3_analysis_sees_calls_and_signed_urls():
+    source = """
+s3 = s3_client()
+s3.put_object(Bucket="b", Key="k", Body=b"")
+s3_client().generate_presigned_url("get_object", Params={})
+"""
+    assert s3_calls(source) == {"s3:PutObject", "s3:GetObject"}
+    assert dynamodb_calls(source) == {}  # not mistaken for DynamoDB calls
+    with pytest.raises(AssertionError, match="not an S3 operation"):
+        s3_calls("s3.publish(TopicArn='x')")
+
+
+def test_the_policy_grants_exactly_the_s3_calls_on_the_reports_bucket_objects_only():
+    used = set().union(*(s3_calls(path.read_text()) for path in LAMBDA_SOURCES))
+    assert used == set(iam.S3_ACTIONS) == {"s3:GetObject", "s3:PutObject"}
+    for stage_name in DEPLOY_STAGES:
+        stage = Stage.load(stage_name)
+        policy = json.loads(stage.policy_file.read_text())
+        s3_statements = [s for s in policy["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
+        assert s3_statements == [
+            {
+                "Sid": "ReportObjects",
+                "Effect": "Allow",
+                "Action": list(iam.S3_ACTIONS),
+                "Resource": [f"arn:aws:s3:::{stage.app_settings.reports_bucket}/*"],
+            }
+        ]
+        assert stage.app_settings.reports_bucket == f"iot-playground-reports-{stage_name}"
 
 
 def test_the_code_is_attributed_to_both_tables():

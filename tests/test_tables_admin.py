@@ -181,3 +181,37 @@ def test_delete_removes_only_the_stage_tables(dynamodb, dev, capsys):
     assert dynamodb.list_tables()["TableNames"] == ["iot-playground-runs-prod"]
     assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
     assert "no changes" in capsys.readouterr().out
+
+
+def test_make_tables_provisions_the_reports_bucket_then_reports_no_changes(dynamodb, capsys):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert tables_admin.main(["--stage", "dev"]) == 0
+    first = capsys.readouterr().out
+    for change in (
+        "create bucket",
+        "expire objects after 1 day(s)",
+        "block public access",
+        "encrypt at rest (SSE-S3)",
+        "refuse plain HTTP (bucket policy)",
+    ):
+        assert f"iot-playground-reports-dev: {change}" in first
+    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket="iot-playground-reports-dev")["Rules"]
+    assert (rule["Status"], rule["Expiration"]) == ("Enabled", {"Days": 1})
+    block = s3.get_public_access_block(Bucket="iot-playground-reports-dev")["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    assert tables_admin.main(["--stage", "dev"]) == 0
+    assert "no changes" in capsys.readouterr().out
+    assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
+    assert "iot-playground-reports-dev" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_the_local_stack_bucket_expires_downloads_without_the_deployed_safeguards(dynamodb, dev):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    made = [str(c) for c in tables_admin.reconcile_bucket(s3, dev, durable=False)]
+    bucket = dev.reports_bucket
+    assert made == [
+        f"{bucket}: create bucket",
+        f"{bucket}: expire objects after 1 day(s)",
+        f"{bucket}: let browsers GET presigned URLs (CORS)",
+    ]
+    assert tables_admin.reconcile_bucket(s3, dev, durable=False) == []
