@@ -403,6 +403,25 @@ def finish_run(run_id: str) -> Any:
     return run_view(run, get_settings())
 
 
+@route("/api/runs/{run_id}/stats")
+def get_run_stats(run_id: str) -> Any:
+    from chalicelib import run_stats
+
+    # A malformed id is a 400 here (bad input), an unknown one a 404.
+    checked = params.run_id_value(run_id, source="run id")
+    assert checked is not None  # a path segment is never empty
+    run = _run_or_404(checked)
+    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    return folded.fold.view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
+
+
+def _run_or_404(run_id: str) -> Any:
+    run = deps.run_repository().get(run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
 # ---- sensor readings -----------------------------------------------------
 
 
@@ -458,6 +477,18 @@ def get_readings() -> dict[str, Any]:
     )
     items = [reading_view(r) for r in page.readings]
     return {"items": items, "count": len(items), "nextKey": encode_token(page.last_key, scope, secret)}
+
+
+@route("/api/sensors/latest")
+def latest_readings() -> Any:
+    from chalicelib import run_stats
+
+    run_id = params.run_id_value(_query().get("runId"), source="runId")
+    if run_id is None:
+        raise ValidationFailed("runId is required")
+    run = _run_or_404(run_id)
+    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    return folded.fold.latest_view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
 
 
 # ---- reports -----------------------------------------------------------------
