@@ -694,7 +694,10 @@ def document() -> dict[str, Any]:
             " 404 `NotFound` (API Gateway), as is a path that is not here. Timestamps are ISO-8601 UTC"
             " with milliseconds and `Z`.",
         },
-        "tags": [{"name": name} for name in ("runs", "readings", "analytics", "reports", "health", "viewer", "other")],
+        "tags": [
+            {"name": name}
+            for name in ("runs", "readings", "analytics", "reports", "health", "viewer", "other")
+        ],
         "paths": _operations(),
         "components": {
             "schemas": _portable(dict(sorted(components.items()))),

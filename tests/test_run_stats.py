@@ -142,7 +142,7 @@ def real_environ() -> Any:
     back what it found; requests overlapping on several threads can leave a copy in place."""
     real = os.environ
     yield
-    os.environ = real
+    os.environ = real  # noqa: B003 - putting the real mapping back is the point
 
 
 def stats_item(run_id: str) -> dict[str, Any] | None:
