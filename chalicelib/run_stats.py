@@ -22,8 +22,9 @@ Bounded work: one call reads at most `MAX_STATS_QUERY_PAGES` pages of
   (like the `#request#` records of idempotency.py, it has no `entity` attribute, so no
   runs index lists it and `RunRepository.get` does not take it for a run). Each call
   continues from the stored cursor for at most the bound and writes the item back on
-  the condition that its `version` is still the one read: two calls racing cannot
-  both add the same readings (the loser answers with what the winner stored). Once
+  the condition that its `version` is still the one read. The fold and its cursor are
+  one value, written whole, so no reading is ever counted twice; the condition keeps a
+  slow call from overwriting newer progress (the loser answers with what is stored). Once
   the fold is done (`done`), a call is one GetItem. Ingest is untouched: zero extra
   write units per reading.
 """
