@@ -27,6 +27,7 @@ from chalicelib.logs import logger
 from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import Cursor, ReadingQuery
+from chalicelib.runs import Run
 from chalicelib.schemas import (
     RUN_STATUSES,
     FinishRunRequest,
@@ -415,7 +416,7 @@ def get_run_stats(run_id: str) -> Any:
     return folded.fold.view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
 
 
-def _run_or_404(run_id: str) -> Any:
+def _run_or_404(run_id: str) -> Run:
     run = deps.run_repository().get(run_id)
     if run is None:
         raise NotFound(f"run {run_id} not found")
