@@ -27,6 +27,7 @@ from chalicelib.logs import logger
 from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import Cursor, ReadingQuery
+from chalicelib.runs import Run
 from chalicelib.schemas import (
     RUN_STATUSES,
     FinishRunRequest,
@@ -403,6 +404,25 @@ def finish_run(run_id: str) -> Any:
     return run_view(run, get_settings())
 
 
+@route("/api/runs/{run_id}/stats")
+def get_run_stats(run_id: str) -> Any:
+    from chalicelib import run_stats
+
+    # A malformed id is a 400 here (bad input), an unknown one a 404.
+    checked = params.run_id_value(run_id, source="run id")
+    assert checked is not None  # a path segment is never empty
+    run = _run_or_404(checked)
+    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    return folded.fold.view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
+
+
+def _run_or_404(run_id: str) -> Run:
+    run = deps.run_repository().get(run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
 # ---- sensor readings -----------------------------------------------------
 
 
@@ -490,9 +510,7 @@ def sensor_series() -> Any:
     params.check_time_range(from_ms, to_ms)
     if run_id is None or sensor_id is None:
         raise ValidationFailed("runId and sensorId are required")
-    run = deps.run_repository().get(run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
+    run = _run_or_404(run_id)
     from_ms, to_ms = series.default_range(run, clock.now_ms(), from_ms, to_ms)
     return series.read_series(
         deps.reading_repository(),
@@ -506,6 +524,18 @@ def sensor_series() -> Any:
     )
 
 
+@route("/api/sensors/latest")
+def latest_readings() -> Any:
+    from chalicelib import run_stats
+
+    run_id = params.run_id_value(_query().get("runId"), source="runId")
+    if run_id is None:
+        raise ValidationFailed("runId is required")
+    run = _run_or_404(run_id)
+    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    return folded.fold.latest_view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
+
+
 # ---- reports -----------------------------------------------------------------
 
 
@@ -517,9 +547,7 @@ def run_readings_csv(run_id: str) -> Response:
 
     checked = params.run_id_value(run_id, source="the run id in the path")
     assert checked is not None  # a path segment is never empty
-    run = deps.run_repository().get(checked)
-    if run is None:
-        raise NotFound(f"run {checked} not found")
+    run = _run_or_404(checked)
     secret = get_settings().token_secret
     scope = fingerprint("readings.csv", run.id)
     start_key = decode_token(_query().get("nextKey"), scope, secret, Cursor)

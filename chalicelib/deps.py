@@ -16,6 +16,8 @@ from chalicelib.settings import get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from chalicelib.run_stats import RunStatsStore
+
 
 def _client() -> DynamoDBClient:
     # Imported here, not at the top: botocore's client machinery loads in init(), while the
@@ -42,6 +44,14 @@ def reading_repository() -> ReadingRepository:
 @cache
 def idempotency_store() -> IdempotencyStore:
     return IdempotencyStore(_client(), get_settings().runs_table)
+
+
+@cache
+def run_stats_store() -> RunStatsStore:
+    # Imported here: only the analytics routes need it (see run_stats.py).
+    from chalicelib.run_stats import RunStatsStore
+
+    return RunStatsStore(_client(), get_settings().runs_table, reading_repository())
 
 
 @cache
@@ -86,6 +96,7 @@ def reset() -> None:
         reading_repository,
         idempotency_store,
         run_status_cache,
+        run_stats_store,
         dynamodb_client,
         s3_client,
         get_settings,

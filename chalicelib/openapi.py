@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from chalicelib import clock, idempotency, schemas, series
+from chalicelib import clock, idempotency, run_stats, schemas, series
 
 PATH = "/api/openapi.json"
 VERSION = "0.1.0"
@@ -113,6 +113,8 @@ _STRUCTS: tuple[Any, ...] = (
     NoDeployment,
     Error,
     series.Series,
+    run_stats.RunStatsView,
+    run_stats.LatestReadingsView,
 )
 
 
@@ -352,7 +354,19 @@ _RUN_LINKS = {
         "operationId": "getApiRunsRunIdReadingsCsv",
         "parameters": {"path.run_id": _RUN_ID_OUT},
     },
+    "GetRunStats": {"operationId": "getApiRunsRunIdStats", "parameters": {"path.run_id": _RUN_ID_OUT}},
+    "GetLatestReadings": {"operationId": "getApiSensorsLatest", "parameters": {"query.runId": _RUN_ID_OUT}},
 }
+
+_STATS_RULE = (
+    f"Bounded: one call folds at most {run_stats.MAX_STATS_QUERY_PAGES} pages of"
+    f" {run_stats.STATS_PAGE_LIMIT} readings in time order. While the run is RUNNING (or ended less"
+    " than RUN_STATUS_CACHE_SECONDS + 60 s ago) every call folds afresh and keeps nothing: exact for"
+    " the readings stored at that moment when they fit the bound (`complete: true`), otherwise the"
+    " figures of the oldest readings (`complete: false`). Once the run's readings are final"
+    " (`final: true`) the fold is kept and each call continues it until `complete: true`; from then on"
+    " the answer is read, not computed. `note` says which case applies."
+)
 
 _IN_PROGRESS = (
     f"`RequestInProgress`: an earlier request with this {IDEMPOTENCY_HEADER} is still being answered"
@@ -598,6 +612,47 @@ def _operations() -> dict[str, dict[str, dict[str, Any]]]:
                         + ".",
                         _RETRY_AFTER,
                     ),
+                },
+            }
+        },
+        "/api/runs/{run_id}/stats": {
+            "get": {
+                "tags": ["analytics"],
+                "summary": "Statistics of a run's readings, per sensor and type",
+                "description": "Per (sensor, type): count, min, max, mean, first and last timestamp, last"
+                " value and the largest gap between consecutive readings (ms). Run totals: readings,"
+                " sensors seen, min/max/mean over all readings; `expected` sensor rounds"
+                " (floor(duration / interval) x declared sensors), `received` rounds (per declared sensor"
+                " the count of its most frequent type, at most the rounds due: a measurement object of"
+                " several types is one round) and `completeness` = received / expected (null when no"
+                " round is due). " + _STATS_RULE,
+                "parameters": [
+                    {
+                        "name": "run_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "the run id (UUID, any letter case); anything else is a 400",
+                        "schema": _RUN_ID,
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref("RunStatsView"), "The run's statistics."),
+                    "404": _error("No such run (`NotFound`)."),
+                    **_shared("BadRequest"),
+                },
+            }
+        },
+        "/api/sensors/latest": {
+            "get": {
+                "tags": ["analytics"],
+                "summary": "The last reading of each sensor and type of a run",
+                "description": "`runId` is required (400 otherwise). From the same fold as"
+                " `/api/runs/{run_id}/stats`, so the same rule applies: " + _STATS_RULE,
+                "parameters": [{**_query("runId", _RUN_ID, "the run"), "required": True}],
+                "responses": {
+                    "200": _json(_ref("LatestReadingsView"), "The last reading per sensor and type."),
+                    "404": _error("No such run (`NotFound`)."),
+                    **_shared("BadRequest"),
                 },
             }
         },

@@ -31,8 +31,9 @@ from typing import Any
 
 from chalice.app import Response
 
-from chalicelib import clock
+from chalicelib import clock, run_stats
 from chalicelib.readings import Cursor, Reading, ReadingQuery, ReadingRepository
+from chalicelib.run_stats import RunStatsFold
 from chalicelib.runs import TERMINAL_STATUSES, Run, RunRepository
 
 READING_COLUMNS = ("sensorId", "type", "reading", "timestamp", "user")
@@ -47,8 +48,7 @@ RUN_COLUMNS = (
     "sensors",
     "errorMessage",
 )
-STATS_COLUMNS = ("readings", "firstReadingAt", "lastReadingAt", "min", "max", "mean")
-SUMMARY_COLUMNS = (*RUN_COLUMNS, *STATS_COLUMNS)
+SUMMARY_COLUMNS = (*RUN_COLUMNS, *run_stats.SUMMARY_COLUMNS)
 # What the download itself says about each run: its file in the ZIP, and whether that file
 # (and the stats) hold every reading of the run or stopped at the request's budget.
 EXPORT_COLUMNS = ("file", "complete")
@@ -122,7 +122,7 @@ def copy_readings(
     run_id: str,
     write: Callable[[str], object],
     budget: Budget,
-    fold: _Fold | None = None,
+    fold: RunStatsFold | None = None,
     start_key: Cursor | None = None,
 ) -> Copied:
     """The run's readings from `start_key` on, oldest first, as CSV rows (no header) into
@@ -159,34 +159,6 @@ def readings_csv(
 # ---- the summary -------------------------------------------------------------
 
 
-class _Fold:
-    """Per-run stats over the readings, in one pass as they are written (ascending order).
-    Stands in for run_stats.RunStatsFold (same `add`); `_summary_row` turns it into columns."""
-
-    __slots__ = ("count", "first_ms", "high", "last_ms", "low", "total")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first_ms: int | None = None
-        self.last_ms: int | None = None
-        self.low = float("inf")
-        self.high = float("-inf")
-        self.total = 0.0
-
-    def add(self, reading: Reading) -> None:
-        self.count += 1
-        if self.first_ms is None:
-            self.first_ms = reading.timestamp_ms
-        self.last_ms = reading.timestamp_ms
-        self.low = min(self.low, reading.value)
-        self.high = max(self.high, reading.value)
-        self.total += reading.value
-
-
-def _new_fold() -> _Fold:
-    return _Fold()
-
-
 def _run_columns(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -201,19 +173,9 @@ def _run_columns(run: Run) -> dict[str, Any]:
     }
 
 
-def _summary_row(run: Run, fold: _Fold) -> dict[str, Any]:
-    """One summary.csv row (SUMMARY_COLUMNS): the run, then the stats of its readings. The one
-    place the stats become columns (to switch to run_stats.RunStatsFold.summary_row)."""
-    counted = fold.count > 0
-    return {
-        **_run_columns(run),
-        "readings": fold.count,
-        "firstReadingAt": _iso(fold.first_ms),
-        "lastReadingAt": _iso(fold.last_ms),
-        "min": fold.low if counted else "",
-        "max": fold.high if counted else "",
-        "mean": fold.total / fold.count if counted else "",
-    }
+def _summary_row(run: Run, fold: RunStatsFold) -> dict[str, Any]:
+    """One summary.csv row (SUMMARY_COLUMNS): the run, then the stats of its readings."""
+    return {**_run_columns(run), **fold.summary_row(run)}
 
 
 def run_file_name(run: Run) -> str:
@@ -242,7 +204,7 @@ def build_zip(
     rows: list[dict[str, Any]] = []
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
 
-        def write_file(name: str, run_id: str, fold: _Fold | None) -> Copied:
+        def write_file(name: str, run_id: str, fold: RunStatsFold | None) -> Copied:
             # A ZipInfo of its own: opened by name, the entry would be dated 1980.
             info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -253,7 +215,7 @@ def build_zip(
         if extra_run_id is not None:
             write_file(f"readings-{extra_run_id}.csv", extra_run_id, None)
         for run in runs:
-            fold = _new_fold()
+            fold = RunStatsFold()
             name = run_file_name(run)
             copied = write_file(name, run.id, fold)
             rows.append({**_summary_row(run, fold), "file": name, "complete": str(copied.complete).lower()})

@@ -7,7 +7,9 @@ Runs
     user's; start/finish transactions move them, which is how the global and the
     per-user limits hold under concurrency. A third kind, keyed
     ``IDEMPOTENCY_PREFIX + <digest>``, remembers requests sent with an
-    ``Idempotency-Key`` (see ``idempotency.py``) and expires by TTL. The three
+    ``Idempotency-Key`` (see ``idempotency.py``) and expires by TTL. A fourth, keyed
+    ``run_stats.STATS_PREFIX + <runId>``, keeps the statistics fold of an ended run
+    (see ``run_stats.py``). The three
     indexes are sparse (only run items carry their keys) and each serves one list.
 
 Readings

@@ -74,6 +74,54 @@ def post_rounds(base_url: str, run_id: str, first: int, count: int) -> None:
         )
 
 
+def posted_values(rounds: int) -> dict[tuple[str, str], list[float]]:
+    """What post_rounds sends, per (sensor, type), in order."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for index in range(rounds):
+        for position, sensor in enumerate(SENSORS):
+            values.setdefault((sensor, "temperature"), []).append(
+                round(24 + 4 * math.sin(index / 3 + position) + position, 1)
+            )
+        for p, sensor in enumerate(SENSORS[:2]):
+            values.setdefault((sensor, "humidity"), []).append(round(45 + 5 * math.cos(index / 4 + p), 1))
+            values.setdefault((sensor, "pressure"), []).append(1010 + p + index % 3)
+    return values
+
+
+def stats_rows(driver: Any) -> dict[tuple[str, str], list[str]]:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, "#stats-table tbody tr")
+    return {
+        (row.get_attribute("data-sensor-id"), row.get_attribute("data-type")): [
+            cell.text for cell in row.find_elements(By.TAG_NAME, "td")
+        ]
+        for row in rows
+    }
+
+
+def assert_stats_table(driver: Any, rounds: int) -> None:
+    """The stats table against the values posted: count, min, max, mean, last value."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    expected = posted_values(rounds)
+    for _ in range(10):  # each poll redraws the table
+        try:
+            rows = stats_rows(driver)
+            break
+        except StaleElementReferenceException:
+            continue
+    assert sorted(rows) == sorted(expected)
+    for key, values in expected.items():
+        cells = rows[key]
+        shown = [
+            f"{v:.2f}" if not float(v).is_integer() else str(int(v))
+            for v in (min(values), max(values), sum(values) / len(values), values[-1])
+        ]
+        assert cells[:3] == [key[0], key[1], str(len(values))], cells
+        assert [cells[3], cells[4], cells[5], cells[6]] == shown, (key, cells)
+
+
 def test_viewer_shows_a_running_run_and_its_readings_as_they_arrive(local_stack, browser):
     from selenium.webdriver.common.by import By
 
@@ -106,6 +154,11 @@ def test_viewer_shows_a_running_run_and_its_readings_as_they_arrive(local_stack,
         wait_for(
             lambda: browser.find_element(By.ID, "reading-count").text == str(16 * 7), "the reading count"
         )
+        wait_for(
+            lambda: browser.find_element(By.ID, "stats-table").get_attribute("data-readings") == str(16 * 7),
+            "the stats table",
+        )
+        assert_stats_table(browser, 16)
         polylines = browser.find_elements(By.CSS_SELECTOR, 'figure.chart[data-type="temperature"] polyline')
         assert len(polylines) == len(SENSORS)
         SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -114,6 +167,9 @@ def test_viewer_shows_a_running_run_and_its_readings_as_they_arrive(local_stack,
         call(base, "POST", f"/api/runs/{run_id}/finish", {"status": "SUCCESS"})
         wait_for(lambda: browser.find_element(By.ID, "run-status").text == "SUCCESS", "the finished status")
         assert not browser.find_element(By.ID, "run-live").is_displayed()
+        assert browser.find_element(By.ID, "stats-table").get_attribute("data-complete") == "true"
+        assert_stats_table(browser, 16)
+        assert "112 reading(s) from 3 of 3 sensor(s)" in browser.find_element(By.ID, "stats-totals").text
 
         problems = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert problems == [], problems

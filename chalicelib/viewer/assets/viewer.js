@@ -120,6 +120,8 @@
       item.classList.toggle("selected", item.dataset.runId === runId);
     }
     byId("charts").replaceChildren();
+    byId("stats").hidden = true;
+    byId("stats-table").tBodies[0].replaceChildren();
     byId("run-meta").hidden = true;
     byId("run-hint").hidden = Boolean(runId);
     byId("run-title").textContent = runId ? `Run ${runId}` : "Select a run";
@@ -142,6 +144,9 @@
       await loadReadings(generation);
       if (generation !== state.generation) return;
       renderCharts();
+      const stats = await getJson(apiUrl(`api/runs/${encodeURIComponent(state.runId)}/stats`));
+      if (generation !== state.generation) return;
+      renderStats(stats);
       say("");
       if (run.status === "RUNNING") schedule();
     } catch (error) {
@@ -206,6 +211,36 @@
     while (index > 0 && points[index - 1][0] > at) index -= 1;
     points.splice(index, 0, [at, reading.reading]);
     if (points.length > MAX_POINTS_PER_SERIES) points.shift();
+  }
+
+  // ---- statistics (GET /api/runs/{id}/stats) --------------------------------
+
+  function figure(value) {
+    if (value === null || value === undefined) return "–";
+    return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  }
+
+  function renderStats(stats) {
+    const percent = stats.completeness === null ? "–" : `${(stats.completeness * 100).toFixed(1)} %`;
+    byId("stats-totals").textContent =
+      `${stats.readings} reading(s) from ${stats.sensors} of ${stats.declaredSensors} sensor(s); ` +
+      `${stats.received} of ${stats.expected} expected sensor rounds (${percent}); ` +
+      `min ${figure(stats.min)}, max ${figure(stats.max)}, mean ${figure(stats.mean)}`;
+    const note = byId("stats-note");
+    note.textContent = stats.complete ? "" : "(partial: " + stats.note + ")";
+    const body = byId("stats-table").tBodies[0];
+    body.replaceChildren(...stats.series.map((series) => {
+      const row = element("tr", { "data-sensor-id": series.sensorId, "data-type": series.type });
+      for (const cell of [series.sensorId, series.type, series.count, figure(series.min), figure(series.max),
+        figure(series.mean), figure(series.lastValue), when(series.lastTimestamp), figure(series.largestGapMs)]) {
+        row.append(element("td", {}, String(cell)));
+      }
+      return row;
+    }));
+    const table = byId("stats-table");
+    table.dataset.readings = String(stats.readings);
+    table.dataset.complete = String(stats.complete);
+    byId("stats").hidden = false;
   }
 
   // ---- charts -----------------------------------------------------------
