@@ -532,8 +532,19 @@ def latest_readings() -> Any:
     if run_id is None:
         raise ValidationFailed("runId is required")
     run = _run_or_404(run_id)
-    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
-    return folded.fold.latest_view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
+    store = deps.run_stats_store()
+    folded = store.fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    if folded.complete:
+        return folded.fold.latest_view(run, complete=True, final=folded.final, note=folded.note(run))
+    # The fold holds the oldest readings only: the newest ones say what is latest.
+    newer, every_reading = store.newest(run)
+    note = "the newest readings, read newest first" + (
+        ""
+        if every_reading
+        else f" (at most {run_stats.MAX_STATS_QUERY_PAGES * run_stats.STATS_PAGE_LIMIT});"
+        " a series absent from them shows its last reading among the oldest"
+    )
+    return folded.fold.latest_view(run, complete=every_reading, final=folded.final, note=note, newer=newer)
 
 
 # ---- reports -----------------------------------------------------------------

@@ -287,13 +287,22 @@ class RunStatsFold:
         )
 
     def latest_view(
-        self, run: Run, *, complete: bool = True, final: bool = False, note: str = ""
+        self,
+        run: Run,
+        *,
+        complete: bool = True,
+        final: bool = False,
+        note: str = "",
+        newer: dict[tuple[str, str], Reading] | None = None,
     ) -> LatestReadingsView:
+        """The last reading of each series; `newer`: readings found reading newest first,
+        which replace the fold's (a fold cut short holds only the oldest readings)."""
+        last = {(s.sensor_id, s.type): (s.last_value, s.last_ms) for s in self._state.series}
+        for key, reading in (newer or {}).items():
+            last[key] = (reading.value, reading.timestamp_ms)
         items = [
-            LatestReading(
-                sensorId=s.sensor_id, type=s.type, reading=s.last_value, timestamp=clock.format_ms(s.last_ms)
-            )
-            for s in self.series()
+            LatestReading(sensorId=sensor, type=kind, reading=value, timestamp=clock.format_ms(at))
+            for (sensor, kind), (value, at) in sorted(last.items())
         ]
         return LatestReadingsView(
             runId=run.id,
@@ -383,6 +392,23 @@ class RunStatsStore:
         if stored is None:  # pragma: no cover - the item is never deleted
             return Folded(fold, cursor is None, True)
         return Folded(RunStatsFold.decode(stored["state"]["B"]), bool(stored["done"]["BOOL"]), True)
+
+    def newest(self, run: Run) -> tuple[dict[tuple[str, str], Reading], bool]:
+        """The newest reading of each series among the run's newest readings, at most
+        MAX_STATS_QUERY_PAGES pages of them; and whether that was every reading."""
+        found: dict[tuple[str, str], Reading] = {}
+        query = ReadingQuery(run_id=run.id, order="desc")
+        cursor: Cursor | None = None
+        for _ in range(MAX_STATS_QUERY_PAGES):
+            page = self._readings.query(
+                query, limit=STATS_PAGE_LIMIT, start_key=cursor, span_ms=run.reading_span_ms
+            )
+            for reading in page.readings:
+                found.setdefault((reading.sensor_id, reading.type), reading)
+            cursor = page.last_key
+            if cursor is None:
+                break
+        return found, cursor is None
 
     def _continue(self, run_id: str, fold: RunStatsFold, cursor: Cursor | None) -> Cursor | None:
         """Fold at most MAX_STATS_QUERY_PAGES pages from `cursor`; where to go on from (None: done)."""

@@ -225,6 +225,28 @@ def test_latest_is_the_last_reading_of_each_sensor_and_type(client):
         assert item["timestamp"] == timestamp and item["reading"] in values
 
 
+def test_latest_of_a_run_beyond_the_bound_comes_from_its_newest_readings(client, monkeypatch):
+    """A running run with more readings than one call folds: the fold holds only the oldest,
+    so the latest values are read newest first."""
+    monkeypatch.setattr(run_stats, "MAX_STATS_QUERY_PAGES", 1)
+    monkeypatch.setattr(run_stats, "STATS_PAGE_LIMIT", 10)
+    run_id = start_run(client, sensors=2)["id"]
+    post(client, run_id, [{"sensorId": "sensor-2", "reading": -1.0, "timestamp": T0 - 1}])  # only old
+    post(
+        client,
+        run_id,
+        [{"sensorId": "sensor-1", "reading": i, "timestamp": T0 + 1000 * i} for i in range(40)],
+    )
+    status, latest = call(client, "GET", f"/api/sensors/latest?runId={run_id}")
+    assert status == 200, latest
+    assert latest["complete"] is False  # 41 readings, 10 read newest first
+    by_series = {(i["sensorId"], i["type"]): (i["reading"], i["timestamp"]) for i in latest["items"]}
+    assert by_series == {
+        ("sensor-1", "temperature"): (39.0, clock.format_ms(T0 + 39_000)),
+        ("sensor-2", "temperature"): (-1.0, clock.format_ms(T0 - 1)),
+    }
+
+
 def test_bad_ids_are_400_and_unknown_runs_404(client):
     unknown = "00000000-0000-4000-8000-000000000000"
     assert call(client, "GET", "/api/runs/not-a-run/stats")[0] == 400
