@@ -30,28 +30,28 @@ tools: $(TOOLS_STAMP)
 
 # Deployment (see README "Deploy"): STAGE=dev|prod.
 tables: $(STAMP)
-	$(BIN)/python -m iot_playground.tables_admin --stage $(STAGE)
+	$(BIN)/python -m iot_playground.deploy.tables_admin --stage $(STAGE)
 
 # After `chalice deploy`: throttle, admin usage plan and key, gateway responses, alarms (idempotent).
 .PHONY: guards
 guards: $(STAMP)
-	$(BIN)/python -m iot_playground.guards --stage $(STAGE)
+	$(BIN)/python -m iot_playground.deploy.guards --stage $(STAGE)
 
 package: $(STAMP)
-	$(BIN)/python -m iot_playground.packaging --stage $(STAGE)
+	$(BIN)/python -m iot_playground.deploy.packaging --stage $(STAGE)
 
 package-tf: $(STAMP)
-	$(BIN)/python -m iot_playground.packaging --stage $(STAGE) --format terraform
+	$(BIN)/python -m iot_playground.deploy.packaging --stage $(STAGE) --format terraform
 
 policies: $(STAMP)
-	$(BIN)/python -m iot_playground.iam
+	$(BIN)/python -m iot_playground.deploy.iam
 
 # docs/openapi.json from the msgspec schemas (chalicelib/openapi.py); also served at GET /api/openapi.json.
 openapi: $(STAMP)
 	$(BIN)/python -m chalicelib.openapi
 
 run: $(STAMP)
-	PORT=$(PORT) $(BIN)/python -m iot_playground.local_stack --port $(PORT)
+	PORT=$(PORT) $(BIN)/python -m iot_playground.local.local_stack --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

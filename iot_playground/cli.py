@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from iot_playground.api_client import DEFAULT_API_URL
+from iot_playground.clients.api_client import DEFAULT_API_URL
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -85,8 +85,8 @@ def simulate(
 
     Example: iot-playground simulate --user alice --sensors 10 --count 100 --interval-ms 200
     """
-    from iot_playground.run_driver import RunPlan
-    from iot_playground.simulate import run_simulation
+    from iot_playground.clients.run_driver import RunPlan
+    from iot_playground.clients.simulate import run_simulation
 
     plan = RunPlan(user=user, sensors=sensors, count=count, interval_ms=interval_ms, batch=batch)
     sys.exit(run_simulation(api_url, plan, report_path=report_path, console=_console()))
@@ -146,7 +146,7 @@ def load(
 
     Example: iot-playground load --runs 5 --sensors 10 --data-points 100 --report load.json
     """
-    from iot_playground.load import LoadPlan, run_load
+    from iot_playground.clients.load import LoadPlan, run_load
 
     plan = LoadPlan(
         runs=runs,
@@ -180,7 +180,7 @@ def interrupt_all(api_url: str, admin_key: str) -> None:
     """
     import asyncio
 
-    from iot_playground.api_client import PlaygroundApi, RequestFailed
+    from iot_playground.clients.api_client import PlaygroundApi, RequestFailed
 
     async def send() -> dict[str, object]:
         async with PlaygroundApi(api_url) as api:
@@ -239,7 +239,7 @@ def migrate(
 
     Example: iot-playground migrate --postgres postgresql://iot@localhost/iot --dry-run
     """
-    from iot_playground.migrate import MigrationOptions, run_migrate_command
+    from iot_playground.migration.migrate import MigrationOptions, run_migrate_command
 
     options = MigrationOptions(
         postgres_url=postgres_url,
@@ -261,8 +261,8 @@ def migrate_readings_layout(stage: str | None) -> None:
     operator credentials (Scan, TransactWriteItems with deletes). The target is the
     app's: READINGS_TABLE and DYNAMODB_ENDPOINT, or --stage.
     """
-    from iot_playground.migrate import target_client, target_settings
-    from iot_playground.readings_layout import migrate_layout
+    from iot_playground.migration.migrate import target_client, target_settings
+    from iot_playground.migration.readings_layout import migrate_layout
 
     settings = target_settings(stage)
     summary = migrate_layout(target_client(settings), settings.readings_table)

@@ -1,5 +1,5 @@
 """The deploy stages' throttles and reserved concurrency against the arithmetic that sizes
-them (iot_playground/capacity.py, README "Capacity and throttling")."""
+them (iot_playground/deploy/capacity.py, README "Capacity and throttling")."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from iot_playground import capacity
-from iot_playground.stages import DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
+from iot_playground.common.stages import DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
+from iot_playground.deploy import capacity
 
 README = PROJECT_ROOT / "README.md"
 

@@ -22,12 +22,12 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from chalicelib.clock import format_ms
-from iot_playground import run_driver
-from iot_playground.api_client import PlaygroundApi
 from iot_playground.cli import main
-from iot_playground.load import LoadPlan, run_load
-from iot_playground.run_driver import RunDriver, RunOutcome, RunPlan
-from iot_playground.stats import percentile
+from iot_playground.clients import run_driver
+from iot_playground.clients.api_client import PlaygroundApi
+from iot_playground.clients.load import LoadPlan, run_load
+from iot_playground.clients.run_driver import RunDriver, RunOutcome, RunPlan
+from iot_playground.clients.stats import percentile
 
 API = "http://api.test"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from chalicelib.tables import ALL_TABLES
-from iot_playground import iam
-from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.common.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.deploy import iam
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_SOURCES = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
@@ -236,7 +236,9 @@ def test_the_code_is_attributed_to_both_tables():
 def test_the_policy_source_matches_the_code():
     used = actions_by_table()
     declared = {table: set(actions) for table, actions in iam.DYNAMODB_ACTIONS.items()}
-    assert declared == used, "iot_playground/iam.py DYNAMODB_ACTIONS must list exactly what the code calls"
+    assert declared == used, (
+        "iot_playground/deploy/iam.py DYNAMODB_ACTIONS must list exactly what the code calls"
+    )
 
 
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)

@@ -7,8 +7,8 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.tables import ALL_TABLES, READINGS, RUNS
-from iot_playground import tables_admin
-from iot_playground.stages import Stage
+from iot_playground.common.stages import Stage
+from iot_playground.deploy import tables_admin
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Create or update the app's tables from `chalicelib.tables`, and its reports bucket from
-`iot_playground/reports_bucket.py`, idempotently.
+`iot_playground/deploy/reports_bucket.py`, idempotently.
 
 `ensure_tables` gives what the app needs to run (tables, indexes, TTL): the
 local stack and the tests use it. `provision_tables` adds what a deployed stage
@@ -8,8 +8,8 @@ rest); `reconcile_bucket` does the same for the reports bucket (lifecycle and CO
 locally; public access block, ownership, SSE-S3 and a TLS-only policy for a deployed
 stage). `make tables STAGE=dev` runs both against the account in the environment:
 
-    python -m iot_playground.tables_admin --stage dev [--dry-run]
-    python -m iot_playground.tables_admin --stage dev --delete   # the data goes too
+    python -m iot_playground.deploy.tables_admin --stage dev [--dry-run]
+    python -m iot_playground.deploy.tables_admin --stage dev --delete   # the data goes too
 
 Each step looks first and changes only what differs, so a second run makes no
 call that changes anything, and says so.
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.settings import Settings
 from chalicelib.tables import ALL_TABLES, RETIRED_READINGS_INDEXES, TableDefinition
-from iot_playground import reports_bucket
+from iot_playground.deploy import reports_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -141,7 +141,7 @@ def plan_table(
 
 
 def _move_readings(client: DynamoDBClient, table_name: str) -> None:
-    from iot_playground.readings_layout import migrate_layout
+    from iot_playground.migration.readings_layout import migrate_layout
 
     summary = migrate_layout(client, table_name)
     print(f"{table_name}: {summary.readings} readings rewritten as {summary.chunks} chunks", flush=True)
@@ -293,7 +293,7 @@ def _bucket_exists(s3: Any, bucket: str) -> bool:
 
 
 def plan_bucket(s3: Any, bucket: str, *, durable: bool) -> list[Change]:
-    """The changes that make `bucket` the reports bucket of iot_playground/reports_bucket.py.
+    """The changes that make `bucket` the reports bucket of iot_playground/deploy/reports_bucket.py.
     Looks, changes nothing. `durable` (a deployed stage) adds the public access block,
     ownership, encryption and TLS-only policy; the local stack's plain-HTTP endpoint needs
     only the lifecycle rule and CORS."""
@@ -449,7 +449,7 @@ def delete_tables(client: DynamoDBClient, settings: Settings) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from iot_playground.stages import DEPLOY_STAGES, Stage
+    from iot_playground.common.stages import DEPLOY_STAGES, Stage
 
     parser = argparse.ArgumentParser(
         description="Create or update a stage's DynamoDB tables and reports bucket."

@@ -44,9 +44,9 @@ from chalicelib.readings import ImportedReading, Reading, ReadingRepository
 from chalicelib.runs import Run, RunRepository
 from chalicelib.schemas import DEFAULT_READING_TYPE, RUN_ID_RE, RUN_STATUSES
 from chalicelib.settings import Settings, load_settings
-from iot_playground.local_stack import LOCAL_CREDENTIALS
-from iot_playground.simulate import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
-from iot_playground.stages import settings_for, stage_environment
+from iot_playground.common.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS
+from iot_playground.common.stages import settings_for, stage_environment
 
 if TYPE_CHECKING:
     import psycopg

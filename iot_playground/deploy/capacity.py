@@ -3,9 +3,9 @@
 The one place where each deploy stage's API Gateway throttle (`api_gateway_throttling`)
 and the API handler's `reserved_concurrency` in `.chalice/config.json` come from:
 
-    python -m iot_playground.capacity            # prints the arithmetic and the ceiling per stage
-    python -m iot_playground.capacity --write    # writes the derived values into config.json
-    python -m iot_playground.capacity --check    # exit 1 when config.json differs from them
+    python -m iot_playground.deploy.capacity            # prints the arithmetic and the ceiling per stage
+    python -m iot_playground.deploy.capacity --write    # writes the derived values into config.json
+    python -m iot_playground.deploy.capacity --check    # exit 1 when config.json differs from them
 
 The legitimate worst case (../shared/frontend-contract.md): every run the stage allows
 (MAX_CONCURRENT_RUNS) driven at the frontend's top speed, 100 sensors posting one reading
@@ -28,8 +28,8 @@ from typing import Any
 
 from chalicelib.schemas import MAX_BATCH_READINGS
 from chalicelib.tables import READINGS
-from iot_playground import prices
-from iot_playground.stages import CONFIG_PATH, DEPLOY_STAGES, THROTTLING_KEY, Stage, load_config
+from iot_playground.common.stages import CONFIG_PATH, DEPLOY_STAGES, THROTTLING_KEY, Stage, load_config
+from iot_playground.deploy import prices
 
 # ---- the frontend's worst case (../shared/frontend-contract.md) ---------------------------
 SENSORS_PER_RUN = 100  # the frontend's maximum
@@ -75,7 +75,7 @@ class Prices:
     dynamodb_write_units_per_million: float
 
 
-# ASSUMPTION: eu-west-3 (Paris) list prices, from iot_playground/prices.py (dated, with
+# ASSUMPTION: eu-west-3 (Paris) list prices, from iot_playground/deploy/prices.py (dated, with
 # their sources; check the pricing pages before quoting a figure).
 PARIS = Prices(
     region=prices.REGION,

@@ -1,13 +1,13 @@
 """`make package` / `make package-tf`: deployable artifacts for a stage, with no AWS account.
 
-    python -m iot_playground.packaging --stage dev                      # dist/dev/
-    python -m iot_playground.packaging --stage dev --format terraform   # dist/dev-terraform/
+    python -m iot_playground.deploy.packaging --stage dev                      # dist/dev/
+    python -m iot_playground.deploy.packaging --stage dev --format terraform   # dist/dev-terraform/
 
 CloudFormation: `chalice package --merge-template` with the template from
-`iot_playground.cfn_template`; the output (sam.json, deployment.zip, and the
+`iot_playground.deploy.cfn_template`; the output (sam.json, deployment.zip, and the
 merge template for reference) deploys with `aws cloudformation package/deploy`.
 Terraform: `chalice package --pkg-format terraform` plus the files from
-`iot_playground.tf_template`; `terraform init && terraform apply` in the folder.
+`iot_playground.deploy.tf_template`; `terraform init && terraform apply` in the folder.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from iot_playground import lambda_layers
-from iot_playground.cfn_template import merge_template
-from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
-from iot_playground.tf_template import extras, overrides
+from iot_playground.common.stages import CHALICE_DIR, DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
+from iot_playground.deploy import lambda_layers
+from iot_playground.deploy.cfn_template import merge_template
+from iot_playground.deploy.tf_template import extras, overrides
 
 CFN_TEMPLATE = "sam.json"
 MERGE_TEMPLATE = "merge-template.json"

@@ -1,6 +1,6 @@
 """The Terraform output as Terraform reads it, in one file, for checkov.
 
-    python -m iot_playground.checkov_view dist/dev-terraform dist/dev-tf-view
+    python -m iot_playground.deploy.checkov_view dist/dev-terraform dist/dev-tf-view
     .venv-tools/bin/checkov --config-file .checkov.yaml -d dist/dev-tf-view --framework terraform_json
 
 checkov reads `*.tf.json` files one by one: it would check the override file's partial
@@ -55,7 +55,9 @@ def write_view(folder: Path, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m iot_playground.checkov_view TERRAFORM_FOLDER OUT_FOLDER", file=sys.stderr)
+        print(
+            "usage: python -m iot_playground.deploy.checkov_view TERRAFORM_FOLDER OUT_FOLDER", file=sys.stderr
+        )
         return 2
     print(write_view(Path(args[0]), Path(args[1])))
     return 0

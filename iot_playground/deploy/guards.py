@@ -13,7 +13,7 @@ finds what `chalice deploy` made for the stage and applies, with the AWS APIs:
 
 Each step reads first and writes only what differs: a second run changes nothing and says so.
 
-    python -m iot_playground.guards --stage dev [--alarm-topic-arn ARN] [--dry-run]
+    python -m iot_playground.deploy.guards --stage dev [--alarm-topic-arn ARN] [--dry-run]
 
 The REST API comes from `.chalice/deployed/<stage>.json` (what `chalice deploy` recorded),
 else `--rest-api-id`, else the one API named after the app; the functions are found by the
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iot_playground import guardrails
-from iot_playground.cfn_template import function_id, table_id
-from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.common.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.deploy import guardrails
+from iot_playground.deploy.cfn_template import function_id, table_id
 
 Client = Any  # boto3 clients (no type stubs for these services in the venv)
 

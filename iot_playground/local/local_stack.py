@@ -23,22 +23,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
     from chalicelib.settings import Settings
 
-from iot_playground.stages import stage_environment
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
+from iot_playground.common.stages import PROJECT_ROOT, stage_environment
 
 
 def free_port() -> int:
@@ -88,7 +79,7 @@ def _settings(env: dict[str, str]) -> Settings:
 
 
 def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
-    from iot_playground.tables_admin import ensure_tables
+    from iot_playground.deploy.tables_admin import ensure_tables
 
     return ensure_tables(endpoint_client(endpoint, env), _settings(env))
 
@@ -99,7 +90,7 @@ def create_reports_bucket(endpoint: str, env: dict[str, str]) -> list[str]:
     import boto3
     from botocore.config import Config
 
-    from iot_playground.tables_admin import reconcile_bucket
+    from iot_playground.deploy.tables_admin import reconcile_bucket
 
     s3 = boto3.session.Session().client(
         "s3",
@@ -110,20 +101,6 @@ def create_reports_bucket(endpoint: str, env: dict[str, str]) -> list[str]:
         config=Config(s3={"addressing_style": "path"}),
     )
     return [str(change) for change in reconcile_bucket(s3, _settings(env), durable=False)]
-
-
-def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
-    """A DynamoDB client for a local endpoint, with the given (dummy) credentials."""
-    import boto3
-
-    client: DynamoDBClient = boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    return client
 
 
 def admin_api_key(environ: Mapping[str, str]) -> str:
@@ -176,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     child_env = {**os.environ, **env, "DYNAMODB_ENDPOINT": endpoint}
     command = [
-        sys.executable, "-m", "iot_playground.chalice_local",
+        sys.executable, "-m", "iot_playground.local.chalice_local",
         "--stage", args.stage, "--host", args.host, "--port", str(args.port),
     ]  # fmt: skip
     if args.no_autoreload:

@@ -1,7 +1,7 @@
 """The Lambda role's permissions: the one source every stage's policy is generated from.
 
 `chalice deploy` reads `.chalice/policy-<stage>.json` (written by `python -m
-iot_playground.iam`); the packaged templates use the same statements with the
+iot_playground.deploy.iam`); the packaged templates use the same statements with the
 tables, the reports bucket and the log groups referenced by the template's own
 resources. tests/test_policy.py checks the DynamoDB and S3 actions below against
 the calls the app's code makes.
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground.reports_bucket import bucket_arn
-from iot_playground.stages import DEPLOY_STAGES, Stage
+from iot_playground.common.stages import DEPLOY_STAGES, Stage
+from iot_playground.deploy.reports_bucket import bucket_arn
 
 # Per table (TableDefinition.logical_name): the DynamoDB IAM actions the app needs.
 # Transactions need no action of their own: each Put/Update inside one is
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(path.parent.parent)}")
     if stale:
-        print(f"out of date: {', '.join(stale)} (run `python -m iot_playground.iam`)", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)} (run `python -m iot_playground.deploy.iam`)", file=sys.stderr)
         return 1
     return 0
 
