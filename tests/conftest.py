@@ -70,7 +70,7 @@ def client(aws: None) -> Iterator[object]:
 
 
 class LocalStack:
-    """`python -m iot_playground.local.local_stack` on a free port, as `make run` starts it."""
+    """`iot-playground serve` on a free port, as `make run` starts it."""
 
     def __init__(self, **env: str):
         self.port = free_port()
@@ -90,7 +90,8 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "iot_playground.local.local_stack",
+                "iot_playground",
+                "serve",
                 "--port",
                 str(self.port),
                 "--no-autoreload",

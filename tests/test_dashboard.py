@@ -120,7 +120,7 @@ def metric_problems(dashboard: dict[str, Any], emitted: set[Metric]) -> list[str
 def test_committed_dashboard_is_the_builders_output():
     assert dashboard_builder.DASHBOARD_PATH == DASHBOARD_FILE
     assert DASHBOARD_FILE.read_text() == dashboard_builder.render(), (
-        "grafana/dashboards/iot-serverless.json is stale: python -m iot_playground.deploy.dashboard_builder"
+        "grafana/dashboards/iot-serverless.json is stale: iot-playground dashboard"
     )
 
 
