@@ -23,7 +23,7 @@ from iot_playground.deploy.reports_bucket import bucket_arn
 # authorized as PutItem/UpdateItem.
 DYNAMODB_ACTIONS: dict[str, tuple[str, ...]] = {
     "runs": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-    "readings": ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"),
+    "readings": ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"),
 }
 # Actions that also read indexes, so they are granted on `<table>/index/*` too.
 INDEX_ACTIONS = frozenset({"dynamodb:Query", "dynamodb:Scan"})
