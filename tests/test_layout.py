@@ -57,7 +57,7 @@ def folder_of(module: str) -> str:
 
 def imports(path: Path) -> list[tuple[str, list[str]]]:
     """(module imported, names taken from it) for every import of the project's own code."""
-    found = []
+    found: list[tuple[str, list[str]]] = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
