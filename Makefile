@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Every target below that runs a tool is an alias of one `iot-playground` command (`$(CLI) --help`).
+CLI := $(BIN)/iot-playground
 STAMP := $(VENV)/.installed
 # Template and workflow checkers, apart from the app's pinned versions.
 TOOLS_VENV := .venv-tools
@@ -10,7 +12,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
 STAGE ?= dev
 
-.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies openapi
+.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies openapi dashboard
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,28 +32,32 @@ tools: $(TOOLS_STAMP)
 
 # Deployment (see README "Deploy"): STAGE=dev|prod.
 tables: $(STAMP)
-	$(BIN)/python -m iot_playground.tables_admin --stage $(STAGE)
+	$(CLI) tables --stage $(STAGE)
 
 # After `chalice deploy`: throttle, admin usage plan and key, gateway responses, alarms (idempotent).
 .PHONY: guards
 guards: $(STAMP)
-	$(BIN)/python -m iot_playground.guards --stage $(STAGE)
+	$(CLI) guards --stage $(STAGE)
 
 package: $(STAMP)
-	$(BIN)/python -m iot_playground.packaging --stage $(STAGE)
+	$(CLI) package --stage $(STAGE)
 
 package-tf: $(STAMP)
-	$(BIN)/python -m iot_playground.packaging --stage $(STAGE) --format terraform
+	$(CLI) package --stage $(STAGE) --format terraform
 
 policies: $(STAMP)
-	$(BIN)/python -m iot_playground.iam
+	$(CLI) policies
 
 # docs/openapi.json from the msgspec schemas (chalicelib/openapi.py); also served at GET /api/openapi.json.
 openapi: $(STAMP)
-	$(BIN)/python -m chalicelib.openapi
+	$(CLI) openapi
+
+# Grafana's dashboard JSON (grafana/dashboards/) from the metrics, run links and stages.
+dashboard: $(STAMP)
+	$(CLI) dashboard
 
 run: $(STAMP)
-	PORT=$(PORT) $(BIN)/python -m iot_playground.local_stack --port $(PORT)
+	$(CLI) serve --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,7 +9,7 @@ the app is imported in this process and invoked through its Lambda handler with 
 Gateway proxy events, its DynamoDB client hooked (`benchmarks/dynamodb_units.py`) so that
 requests, write and read units come from the requests it actually sends, and its log and
 EMF output counted byte by byte. Cold starts run in fresh interpreters
-(`benchmarks/coldstart.py`). Prices: `iot_playground/prices.py`. Each assumption is
+(`benchmarks/coldstart.py`). Prices: `iot_playground/deploy/prices.py`. Each assumption is
 printed next to the figure it makes.
 """
 
@@ -34,9 +34,10 @@ from typing import Any
 
 from benchmarks import coldstart
 from benchmarks.dynamodb_units import STORAGE_OVERHEAD_BYTES, Call, Recorder, indexes_holding, item_size
-from iot_playground import prices
-from iot_playground.local_stack import LOCAL_CREDENTIALS, endpoint_client, start_dynamodb
-from iot_playground.stages import Stage
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
+from iot_playground.common.stages import Stage
+from iot_playground.deploy import prices
+from iot_playground.local.local_stack import start_dynamodb
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -412,7 +413,7 @@ def metric_combinations(app: App, sensors: int, user: str) -> int:
 
 
 def measure_package(stage: str, zip_path: Path | None) -> dict[str, Any]:
-    from iot_playground.packaging import package_cloudformation, package_sizes
+    from iot_playground.deploy.packaging import package_cloudformation, package_sizes
 
     if zip_path is None:
         with tempfile.TemporaryDirectory(prefix="bench-package-") as scratch:
@@ -573,7 +574,7 @@ def stage_env(stage: Stage, endpoint: str) -> dict[str, str]:
 @contextlib.contextmanager
 def dynamodb(stage: Stage) -> Iterator[tuple[str, dict[str, str]]]:
     from chalicelib.settings import load_settings
-    from iot_playground.tables_admin import ensure_tables
+    from iot_playground.deploy.tables_admin import ensure_tables
 
     endpoint, stop = start_dynamodb()
     env = stage_env(stage, endpoint)
@@ -713,7 +714,7 @@ def render(results: dict[str, Any]) -> str:
     )
     add(
         f"## Monthly cost, {results['prices']['region']} list prices of {results['prices']['as_of']} "
-        f"(iot_playground/prices.py), 30-day month\n"
+        f"(iot_playground/deploy/prices.py), 30-day month\n"
     )
     for scenario in results["cost"]:
         sent = "singly" if scenario["batch"] == 1 else f"in batches of {scenario['batch']}"

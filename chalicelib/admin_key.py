@@ -16,7 +16,7 @@ from chalicelib.settings import Settings
 
 HEADER = "x-api-key"
 LOCAL_STAGE = "local"
-# Also the message of API Gateway's own refusal (iot_playground/guardrails.py).
+# Also the message of API Gateway's own refusal (iot_playground/deploy/guardrails.py).
 MESSAGE = "this route needs the admin API key in the x-api-key header"
 
 

@@ -1,7 +1,7 @@
 """Where a run can be watched: the Grafana dashboard, or the built-in run viewer.
 
 The dashboard file in `grafana/dashboards/` uses these uid and variable names;
-`grafana/dashboard_builder.py` imports them and a test checks the committed file.
+`iot_playground/deploy/dashboard_builder.py` imports them and a test checks the committed file.
 
 Without GRAFANA_URL a run links to the viewer page this API serves at `/`. The
 link is absolute when the request being answered says where the API is (its

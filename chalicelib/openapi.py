@@ -8,7 +8,7 @@ regex dialect to the ECMAScript one JSON Schema uses (`ecma_pattern`). The shape
 that app.py builds as plain dicts are described by the structs below.
 
 Served at `GET /api/openapi.json` (built on the first request, then kept) and
-written to `docs/openapi.json` by `make openapi` (`python -m chalicelib.openapi`).
+written to `docs/openapi.json` by `make openapi` (`iot-playground openapi`).
 `tests/test_openapi.py` checks the document against app.routes, its committed copy
 and the OpenAPI 3.1 schema; `tests/test_openapi_fuzz.py` runs schemathesis with it
 against the local stack.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -871,17 +870,3 @@ def served(base_url: str) -> dict[str, Any]:
 def document_text() -> str:
     """The document as `docs/openapi.json` holds it."""
     return json.dumps(document(), indent=2, ensure_ascii=False) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`make openapi`: write the document to docs/openapi.json (or the path given)."""
-    args = sys.argv[1:] if argv is None else argv
-    target = Path(args[0]) if args else DOCUMENT_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(document_text(), encoding="utf-8")
-    print(f"wrote {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_WRITE_LIMIT = 25
-BATCH_GET_LIMIT = 100
 # A chunk's readings are at most this far apart from its first. A reading at time x
 # lives in a chunk whose sk time t0 has x - CHUNK_SPAN_MS <= t0 <= x: that is what a
 # query widens its key range by, and how far past a page a newest-first query reads.
@@ -55,10 +54,6 @@ MAX_CHUNK_BYTES = 1000
 # Chunks read per Query call: the first call reads what the page needs, later calls more.
 MIN_CHUNKS_PER_CALL = 32
 MAX_CHUNKS_PER_CALL = 1000
-# Imported readings end their sort key with this and their source row id instead of
-# a digest: the key is then the same on every import, so a rerun finds it.
-# Digests are hex, so the '-' keeps the two kinds apart.
-IMPORTED_KEY_PREFIX = "import-"
 # Sorts after '#', so "<to timestamp>~" includes every chunk of that millisecond.
 _KEY_END = "~"
 _ISO_LENGTH = len("2000-01-01T00:00:00.000Z")
@@ -78,14 +73,6 @@ class Reading:
 
 def new_nonce() -> str:
     return secrets.token_hex(8)
-
-
-@dataclass(frozen=True, slots=True)
-class ImportedReading:
-    """A reading from another system with the id of the row it came from."""
-
-    source_id: str
-    reading: Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +306,6 @@ class ReadingRepository:
             )
         return total
 
-    def write_batch(self, requests: list[dict[str, Any]]) -> int:
-        """One BatchWriteItem with its unprocessed items retried; returns how many were written."""
-        return len(requests) - len(self._write_pending(requests))
-
     def _write_pending(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One BatchWriteItem with its unprocessed items retried; returns those never written."""
         pending = requests
@@ -332,53 +315,6 @@ class ReadingRepository:
             if not pending:
                 break
         return pending
-
-    def put_imported(self, imported: Sequence[ImportedReading], *, dry_run: bool = False) -> int:
-        """Write readings from another system unless already there; returns how many were
-        (with dry_run: would be) written. Each is a chunk of one whose key derives from its
-        source id (independent of how the rows were batched), so importing the same rows
-        again writes nothing, and an import cut short can simply be rerun."""
-        items = [self.chunk_item([i.reading], f"{IMPORTED_KEY_PREFIX}{i.source_id}") for i in imported]
-        existing = self._existing_keys([(item["pk"]["S"], item["sk"]["S"]) for item in items])
-        new = list(
-            {
-                (item["pk"]["S"], item["sk"]["S"]): item
-                for item in items
-                if (item["pk"]["S"], item["sk"]["S"]) not in existing
-            }.values()
-        )
-        if not dry_run:
-            for start in range(0, len(new), BATCH_WRITE_LIMIT):
-                part = new[start : start + BATCH_WRITE_LIMIT]
-                if self.write_batch([{"PutRequest": {"Item": item}} for item in part]) < len(part):
-                    raise Unavailable("DynamoDB kept refusing some imported readings")
-        return len(new)
-
-    def _existing_keys(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        unique = list(dict.fromkeys(keys))  # BatchGetItem refuses a request that repeats a key
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request: Any = {
-                self._table: {
-                    "Keys": [
-                        {"pk": {"S": pk}, "sk": {"S": sk}}
-                        for pk, sk in unique[start : start + BATCH_GET_LIMIT]
-                    ],
-                    "ProjectionExpression": "#pk, #sk",
-                    "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},
-                    "ConsistentRead": True,
-                }
-            }
-            for _ in retry.attempts():
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found.add((item["pk"]["S"], item["sk"]["S"]))  # type: ignore[index]
-                request = response.get("UnprocessedKeys")
-                if not request:
-                    break
-            else:
-                raise Unavailable("DynamoDB kept refusing to say which readings exist")
-        return found
 
     # ---- queries -----------------------------------------------------------
 

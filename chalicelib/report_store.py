@@ -4,7 +4,7 @@ through a presigned GET URL (see reports.download).
 The S3 client is made on the first download that needs it, not at import: most requests
 never do, and a cold start should not pay for it. Like the DynamoDB client (aws.py) it is
 botocore's, with the same model loader. Objects are never read back by the app; the bucket
-expires them after a day (iot_playground/reports_bucket.py). A retried upload writes a new
+expires them after a day (iot_playground/deploy/reports_bucket.py). A retried upload writes a new
 object under a new key: safe, and gone the next day.
 """
 

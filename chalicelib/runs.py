@@ -435,24 +435,6 @@ class RunRepository:
         Returns (still running, timed out). Bounded by the run limit, not by history."""
         return self.end_overdue(self.newest(status=RUNNING), grace_seconds)
 
-    def put_imported(self, run: Run) -> bool:
-        """Write a run from another system unless it exists already. Returns True if written.
-
-        Imported runs must be terminal: a RUNNING import would hold no slot."""
-        if run.status == RUNNING:
-            run = replace(run, status="INTERRUPTED")
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=run_to_item(run),
-                ConditionExpression="attribute_not_exists(id)",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
     def _transact(
         self, items: list[dict[str, Any]], before_retry: Callable[[], None] | None = None
     ) -> list[str] | None:

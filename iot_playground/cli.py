@@ -1,4 +1,9 @@
-"""`iot-playground`: simulate a user, load-test the API, migrate the old backend's data."""
+"""`iot-playground`: the one command line of the project's tools (every `make` target calls it).
+
+Each command is its options, its help and a call into the folder that does the work
+(clients/, local/, deploy/, migration/); imports stay inside the commands, so `--help`
+and each command load only what they use.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from iot_playground.api_client import DEFAULT_API_URL
+from iot_playground.clients.api_client import DEFAULT_API_URL
+from iot_playground.common.stages import DEPLOY_STAGES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,7 +67,193 @@ def _user(_: click.Context, __: click.Parameter, value: str) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="iot-playground")
 def main() -> None:
-    """IoT Playground tools: simulate a user, load-test the API, migrate the old backend's data."""
+    """IoT Playground tools: serve the API locally, drive it, deploy it, migrate data into it."""
+
+
+deploy_stage_option = click.option(
+    "--stage",
+    required=True,
+    type=click.Choice(DEPLOY_STAGES),
+    help="The deploy stage of .chalice/config.json.",
+)
+check_option = click.option("--check", is_flag=True, help="Write nothing; exit 1 if the file is out of date.")
+
+
+# ---- local -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="HOST", help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, envvar="PORT", help="Port to listen on.")
+@click.option("--stage", default="local", show_default=True, help="Stage of .chalice/config.json.")
+@click.option("--no-autoreload", is_flag=True, help="Do not restart on code changes.")
+def serve(host: str, port: int, stage: str, no_autoreload: bool) -> None:
+    """Serve the API on HOST:PORT with an embedded DynamoDB and S3 endpoint (`make run`).
+
+    Creates the tables and the reports bucket there and prints the admin API key
+    (ADMIN_API_KEY, or a new one). DYNAMODB_ENDPOINT uses another endpoint instead
+    (DynamoDB Local, an account); each setting of the stage can be overridden from
+    the environment (MAX_CONCURRENT_RUNS=10 make run).
+    """
+    from iot_playground.local.local_stack import serve as serve_api
+
+    sys.exit(serve_api(host, port, stage, autoreload=not no_autoreload))
+
+
+# ---- deploy and operations ------------------------------------------------------------
+
+
+@main.command()
+@deploy_stage_option
+@click.option("--dry-run", is_flag=True, help="Only say what would change.")
+@click.option("--delete", is_flag=True, help="Delete the stage's tables and bucket, data and all.")
+@click.option(
+    "--endpoint-url",
+    envvar="DYNAMODB_ENDPOINT",
+    help="Another DynamoDB endpoint (default: the account's regional one; env DYNAMODB_ENDPOINT).",
+)
+@click.option(
+    "--s3-endpoint-url",
+    envvar="S3_ENDPOINT",
+    help="Another S3 endpoint (default: the account's regional one; env S3_ENDPOINT).",
+)
+def tables(
+    stage: str, dry_run: bool, delete: bool, endpoint_url: str | None, s3_endpoint_url: str | None
+) -> None:
+    """Create or update a stage's DynamoDB tables and reports bucket (`make tables`).
+
+    Idempotent: each step looks first and changes only what differs. Readings of the
+    old layout are moved to chunks before the indexes that served them are dropped.
+    """
+    from iot_playground.deploy.tables_admin import apply_stage
+
+    if dry_run and delete:
+        raise click.UsageError("--dry-run and --delete exclude each other")
+    sys.exit(
+        apply_stage(
+            stage,
+            dry_run=dry_run,
+            delete=delete,
+            endpoint_url=endpoint_url or None,
+            s3_endpoint_url=s3_endpoint_url or None,
+        )
+    )
+
+
+@main.command()
+@deploy_stage_option
+@click.option(
+    "--format",
+    "pkg_format",
+    type=click.Choice(["cloudformation", "terraform"]),
+    default="cloudformation",
+    show_default=True,
+    help="What to package for.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder [default: dist/<stage>, dist/<stage>-terraform].",
+)
+def package(stage: str, pkg_format: str, out: Path | None) -> None:
+    """Package a stage: deployment.zip and its template (`make package`, `make package-tf`)."""
+    from iot_playground.deploy.packaging import package as build
+
+    sys.exit(build(stage, pkg_format, out))
+
+
+@main.command()
+@check_option
+def policies(check: bool) -> None:
+    """Write .chalice/policy-<stage>.json, the Lambda role, for every deploy stage (`make policies`)."""
+    from iot_playground.deploy.iam import write_policies
+
+    sys.exit(write_policies(check=check))
+
+
+@main.command()
+@check_option
+def dashboard(check: bool) -> None:
+    """Write grafana/dashboards/iot-serverless.json from the metrics, run links and stages."""
+    from iot_playground.deploy.dashboard_builder import write_dashboard
+
+    sys.exit(write_dashboard(check=check))
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def openapi(path: Path | None) -> None:
+    """Write the OpenAPI document to docs/openapi.json, or PATH (`make openapi`)."""
+    from chalicelib.openapi import DOCUMENT_FILE, document_text
+
+    target = path or DOCUMENT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(document_text(), encoding="utf-8")
+    click.echo(f"wrote {target}")
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Write the derived values into .chalice/config.json.")
+@click.option("--check", is_flag=True, help="Exit 1 when .chalice/config.json differs from them.")
+def capacity(write: bool, check: bool) -> None:
+    """Derive each stage's throttle and reserved concurrency, and print the daily cost ceiling."""
+    from iot_playground.deploy.capacity import reconcile_config
+
+    if write and check:
+        raise click.UsageError("--write and --check exclude each other")
+    sys.exit(reconcile_config(write=write, check=check))
+
+
+@main.command()
+@deploy_stage_option
+@click.option(
+    "--deployed",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="chalice deploy's record [default: .chalice/deployed/<stage>.json].",
+)
+@click.option("--rest-api-id", help="The stage's REST API, when there is no record to read it from.")
+@click.option(
+    "--alarm-topic-arn",
+    envvar="ALARM_TOPIC_ARN",
+    help="SNS topic the alarms notify (env ALARM_TOPIC_ARN); none by default.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would change, change nothing.")
+def guards(
+    stage: str, deployed: Path | None, rest_api_id: str | None, alarm_topic_arn: str | None, dry_run: bool
+) -> None:
+    """Apply the stage's guardrails after `chalice deploy` (`make guards`).
+
+    Throttle, admin usage plan and key, gateway responses, alarms and reserved
+    concurrency; each step changes only what differs.
+    """
+    from botocore.exceptions import BotoCoreError
+
+    from iot_playground.deploy.guards import GuardsError, run
+
+    try:
+        run(
+            stage,
+            deployed=deployed,
+            rest_api_id=rest_api_id,
+            alarm_topic_arn=alarm_topic_arn or None,
+            dry_run=dry_run,
+        )
+    except (GuardsError, BotoCoreError) as error:  # e.g. no credentials or region in the environment
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@main.command("checkov-view")
+@click.argument("terraform_folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_folder", type=click.Path(file_okay=False, path_type=Path))
+def checkov_view(terraform_folder: Path, out_folder: Path) -> None:
+    """Merge `iot-playground package --format terraform`'s files as Terraform would, for checkov."""
+    from iot_playground.deploy.checkov_view import write_view
+
+    click.echo(str(write_view(terraform_folder, out_folder)))
+
+
+# ---- clients ---------------------------------------------------------------------------
 
 
 @main.command()
@@ -85,8 +277,8 @@ def simulate(
 
     Example: iot-playground simulate --user alice --sensors 10 --count 100 --interval-ms 200
     """
-    from iot_playground.run_driver import RunPlan
-    from iot_playground.simulate import run_simulation
+    from iot_playground.clients.run_driver import RunPlan
+    from iot_playground.clients.simulate import run_simulation
 
     plan = RunPlan(user=user, sensors=sensors, count=count, interval_ms=interval_ms, batch=batch)
     sys.exit(run_simulation(api_url, plan, report_path=report_path, console=_console()))
@@ -146,7 +338,7 @@ def load(
 
     Example: iot-playground load --runs 5 --sensors 10 --data-points 100 --report load.json
     """
-    from iot_playground.load import LoadPlan, run_load
+    from iot_playground.clients.load import LoadPlan, run_load
 
     plan = LoadPlan(
         runs=runs,
@@ -180,7 +372,7 @@ def interrupt_all(api_url: str, admin_key: str) -> None:
     """
     import asyncio
 
-    from iot_playground.api_client import PlaygroundApi, RequestFailed
+    from iot_playground.clients.api_client import PlaygroundApi, RequestFailed
 
     async def send() -> dict[str, object]:
         async with PlaygroundApi(api_url) as api:
@@ -192,6 +384,9 @@ def interrupt_all(api_url: str, admin_key: str) -> None:
         click.echo(error.message, err=True)
         sys.exit(1)
     click.echo(str(answer.get("message") or answer))
+
+
+# ---- migration -------------------------------------------------------------------------
 
 
 @main.command()
@@ -239,7 +434,7 @@ def migrate(
 
     Example: iot-playground migrate --postgres postgresql://iot@localhost/iot --dry-run
     """
-    from iot_playground.migrate import MigrationOptions, run_migrate_command
+    from iot_playground.migration.migrate import MigrationOptions, run_migrate_command
 
     options = MigrationOptions(
         postgres_url=postgres_url,
@@ -261,8 +456,8 @@ def migrate_readings_layout(stage: str | None) -> None:
     operator credentials (Scan, TransactWriteItems with deletes). The target is the
     app's: READINGS_TABLE and DYNAMODB_ENDPOINT, or --stage.
     """
-    from iot_playground.migrate import target_client, target_settings
-    from iot_playground.readings_layout import migrate_layout
+    from iot_playground.migration.migrate import target_client, target_settings
+    from iot_playground.migration.readings_layout import migrate_layout
 
     settings = target_settings(stage)
     summary = migrate_layout(target_client(settings), settings.readings_table)
@@ -271,7 +466,3 @@ def migrate_readings_layout(stage: str | None) -> None:
         f" rewritten as {summary.chunks} chunks"
         + ("" if summary.readings else " (nothing of the old layout left)")
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from iot_playground.local_stack import free_port, wait_for_http
+from iot_playground.local.local_stack import free_port, wait_for_http
 
 if TYPE_CHECKING:
     from tests.dynamodb_faults import DynamoDBFaults, MotoServer
@@ -48,7 +48,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     from chalicelib import deps
     from chalicelib.settings import get_settings
-    from iot_playground.tables_admin import ensure_tables
+    from iot_playground.deploy.tables_admin import ensure_tables
 
     deps.reset()
     with mock_aws():
@@ -70,7 +70,7 @@ def client(aws: None) -> Iterator[object]:
 
 
 class LocalStack:
-    """`python -m iot_playground.local_stack` on a free port, as `make run` starts it."""
+    """`iot-playground serve` on a free port, as `make run` starts it."""
 
     def __init__(self, **env: str):
         self.port = free_port()
@@ -87,7 +87,15 @@ class LocalStack:
     def __enter__(self) -> LocalStack:
         self._log = self.log_path.open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "iot_playground.local_stack", "--port", str(self.port), "--no-autoreload"],
+            [
+                sys.executable,
+                "-m",
+                "iot_playground",
+                "serve",
+                "--port",
+                str(self.port),
+                "--no-autoreload",
+            ],
             cwd=ROOT,
             env=self._env,
             stdout=self._log,
@@ -143,7 +151,7 @@ def dynamodb_faults(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) ->
     from chalicelib import deps
     from chalicelib.aws import dynamodb_client
     from chalicelib.settings import get_settings
-    from iot_playground.tables_admin import ensure_tables
+    from iot_playground.deploy.tables_admin import ensure_tables
     from tests.dynamodb_faults import DynamoDBFaults
 
     moto_server.reset()

@@ -39,7 +39,7 @@ class Packaged:
 
 @cache
 def package_dev() -> Packaged:
-    from iot_playground.packaging import package_cloudformation, package_terraform
+    from iot_playground.deploy.packaging import package_cloudformation, package_terraform
 
     out = Path(tempfile.mkdtemp(prefix="iot-playground-package-"))
     atexit.register(shutil.rmtree, out, ignore_errors=True)

@@ -73,7 +73,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse, Hea
 from botocore.exceptions import ConnectionClosedError
 from botocore.httpsession import URLLib3Session
 
-from iot_playground.local_stack import free_port
+from iot_playground.local.local_stack import free_port
 
 JSON = dict[str, Any]
 TARGET_PREFIX = "DynamoDB_20120810."

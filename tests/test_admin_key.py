@@ -28,8 +28,8 @@ def local_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from chalicelib import deps
     from chalicelib.aws import dynamodb_client
     from chalicelib.settings import get_settings
-    from iot_playground.stages import stage_environment
-    from iot_playground.tables_admin import ensure_tables
+    from iot_playground.common.stages import stage_environment
+    from iot_playground.deploy.tables_admin import ensure_tables
 
     # The local stage's variables, which chalice.test.Client also sets around each request.
     for name, value in stage_environment("local").items():
@@ -95,7 +95,7 @@ def test_only_interrupt_all_requires_an_api_key():
 
 
 def test_make_run_generates_a_key_unless_given():
-    from iot_playground.local_stack import admin_api_key
+    from iot_playground.local.local_stack import admin_api_key
 
     generated = {admin_api_key({}) for _ in range(3)}
     assert len(generated) == 3 and all(len(key) >= 32 for key in generated)
@@ -113,7 +113,7 @@ def test_api_client_sends_the_key():
         return httpx.Response(200, json={"interrupted": 0, "message": "0 running run(s) interrupted"})
 
     async def send() -> dict[str, Any]:
-        from iot_playground.api_client import PlaygroundApi
+        from iot_playground.clients.api_client import PlaygroundApi
 
         async with PlaygroundApi("http://api.test", transport=httpx.MockTransport(api)) as client:
             return await client.interrupt_all(admin_key=KEY)

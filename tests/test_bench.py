@@ -110,7 +110,7 @@ def test_recorder_charges_what_each_request_wrote_and_read(aws):
 
     from benchmarks.dynamodb_units import Recorder
     from chalicelib.settings import get_settings
-    from iot_playground.local_stack import LOCAL_CREDENTIALS
+    from iot_playground.common.endpoints import LOCAL_CREDENTIALS
 
     settings = get_settings()
     names = {"runs": settings.runs_table, "readings": settings.readings_table}

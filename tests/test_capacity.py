@@ -1,5 +1,5 @@
 """The deploy stages' throttles and reserved concurrency against the arithmetic that sizes
-them (iot_playground/capacity.py, README "Capacity and throttling")."""
+them (iot_playground/deploy/capacity.py, README "Capacity and throttling")."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import math
 import re
 
 import pytest
+from click.testing import CliRunner
 
-from iot_playground import capacity
-from iot_playground.stages import DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
+from iot_playground.cli import main
+from iot_playground.common.stages import DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
+from iot_playground.deploy import capacity
 
 README = PROJECT_ROOT / "README.md"
 
@@ -50,7 +52,9 @@ def test_check_fails_when_config_drifts_from_the_arithmetic(monkeypatch):
     assert capacity.apply(config) == config
     config["stages"]["dev"]["api_gateway_throttling"]["rate_limit"] = 20  # the old, too-low value
     monkeypatch.setattr(capacity, "load_config", lambda: config)
-    assert capacity.main(["--check"]) == 1
+    result = CliRunner().invoke(main, ["capacity", "--check"])
+    assert result.exit_code == 1, result.output
+    assert "differs for dev" in result.stderr
 
 
 def test_ceiling_is_a_day_at_the_limits_at_paris_prices():

@@ -10,6 +10,7 @@ import asyncio
 import io
 import itertools
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -22,12 +23,12 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from chalicelib.clock import format_ms
-from iot_playground import run_driver
-from iot_playground.api_client import PlaygroundApi
 from iot_playground.cli import main
-from iot_playground.load import LoadPlan, run_load
-from iot_playground.run_driver import RunDriver, RunOutcome, RunPlan
-from iot_playground.stats import percentile
+from iot_playground.clients import run_driver
+from iot_playground.clients.api_client import PlaygroundApi
+from iot_playground.clients.load import LoadPlan, run_load
+from iot_playground.clients.run_driver import RunDriver, RunOutcome, RunPlan
+from iot_playground.clients.stats import percentile
 
 API = "http://api.test"
 
@@ -231,11 +232,32 @@ def test_percentiles_are_observed_values():
     assert percentile([7.0], 99) == 7.0 and percentile([], 50) is None
 
 
-@pytest.mark.parametrize("command", [[], ["simulate"], ["load"], ["migrate"]])
+# What the project runs by hand, each a command of its own (issue 12).
+EXPECTED_COMMANDS = {
+    "serve", "tables", "package", "policies", "dashboard", "openapi", "capacity", "guards",
+    "checkov-view", "simulate", "load", "interrupt-all", "migrate", "migrate-readings-layout",
+}  # fmt: skip
+
+
+def test_one_command_line_runs_everything():
+    assert set(main.commands) >= EXPECTED_COMMANDS  # type: ignore[attr-defined]
+
+
+def test_make_targets_are_aliases_of_existing_commands():
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    aliased = set(re.findall(r"^\t\$\(CLI\) ([a-z-]+)", makefile, flags=re.M))
+    assert {"serve", "tables", "package", "policies", "openapi", "guards", "dashboard"} <= aliased
+    assert aliased <= set(main.commands)  # type: ignore[attr-defined]
+    assert "python -m" not in makefile.replace("$(BIN)/python -m benchmarks.run", "")
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in sorted(main.commands))])  # type: ignore[attr-defined]
 def test_every_command_has_help(command):
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage: main" in result.output or "Usage: iot-playground" in result.output
+    # The first line of the help says what the command does, not just its name.
+    assert len(result.output.split("\n\n")[1].strip()) > 20
     for option in {"simulate": ["--interval-ms", "--batch"], "load": ["--data-points", "--report"]}.get(
         command[0] if command else "", []
     ):

@@ -16,8 +16,8 @@ import yaml
 
 from chalicelib import grafana, metrics
 from chalicelib.grafana import run_dashboard_url
-from grafana import dashboard_builder
-from iot_playground.stages import DEPLOY_STAGES, Stage
+from iot_playground.common.stages import DEPLOY_STAGES, Stage
+from iot_playground.deploy import dashboard_builder
 from tests.test_emf import capture_emf_documents, emitted_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def metric_problems(dashboard: dict[str, Any], emitted: set[Metric]) -> list[str
 def test_committed_dashboard_is_the_builders_output():
     assert dashboard_builder.DASHBOARD_PATH == DASHBOARD_FILE
     assert DASHBOARD_FILE.read_text() == dashboard_builder.render(), (
-        "grafana/dashboards/iot-serverless.json is stale: python -m grafana.dashboard_builder"
+        "grafana/dashboards/iot-serverless.json is stale: iot-playground dashboard"
     )
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from iot_playground.local_stack import endpoint_client, start_dynamodb
-from iot_playground.stages import Stage
-from iot_playground.tables_admin import ensure_tables
+from iot_playground.common.endpoints import endpoint_client
+from iot_playground.common.stages import Stage
+from iot_playground.deploy.tables_admin import ensure_tables
+from iot_playground.local.local_stack import start_dynamodb
 from tests.deploy_support import STAGE, package_dev
 
 DRIVER = Path(__file__).with_name("lambda_runtime_driver.py")

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from iot_playground import cfn_template, guardrails, guards
-from iot_playground.stages import Stage
+from iot_playground.common.stages import Stage
+from iot_playground.deploy import cfn_template, guardrails, guards
 
 REGION = "eu-west-3"
 TOPIC = "arn:aws:sns:eu-west-3:123456789012:iot-playground-alarms"

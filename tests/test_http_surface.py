@@ -1,4 +1,4 @@
-"""The HTTP surface every route shares (chalicelib/http_surface.py, iot_playground/chalice_local.py):
+"""The HTTP surface every route shares (chalicelib/http_surface.py, iot_playground/local/chalice_local.py):
 JSON-only POSTs, bounded bodies, one error format for what Chalice and `chalice local` answer
 themselves, CORS for a list of origins, and `/infra/latest-deployment` as a 200."""
 

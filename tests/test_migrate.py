@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from iot_playground.local_stack import free_port
+from iot_playground.local.local_stack import free_port
 
 OLD_SCHEMA = """
 CREATE TABLE runs (
@@ -278,7 +278,7 @@ def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(
 
 
 def test_an_interrupted_migration_resumes_without_duplicates(aws, old_database):
-    from iot_playground.migrate import MigrationOptions, run_migrate_command
+    from iot_playground.migration.migrate import MigrationOptions, run_migrate_command
 
     _fill(old_database, runs=3, readings=95)
     options = MigrationOptions(postgres_url=old_database, batch_size=20)

@@ -16,10 +16,10 @@ import pytest
 
 from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import cfn_template, guardrails, iam, lambda_layers, reports_bucket, tf_template
-from iot_playground.checkov_view import write_view
-from iot_playground.stages import Stage
-from iot_playground.tf_template import SECRET_VARIABLE
+from iot_playground.common.stages import Stage
+from iot_playground.deploy import cfn_template, guardrails, iam, lambda_layers, reports_bucket, tf_template
+from iot_playground.deploy.checkov_view import write_view
+from iot_playground.deploy.tf_template import SECRET_VARIABLE
 from tests.deploy_support import ROOT, STAGE, Packaged, package_dev, run_tool, tool
 
 
@@ -325,7 +325,7 @@ def test_both_formats_run_every_function_on_the_stated_runtime_with_the_powertoo
 @pytest.mark.parametrize("name", ["dev", "prod"])
 def test_each_deploy_stage_pins_the_layer_of_the_powertools_the_tests_use(name):
     layer = lambda_layers.powertools_layer(Stage.load(name))
-    assert layer.region == "eu-west-3"  # the stages' region (see iot_playground/lambda_layers.py)
+    assert layer.region == "eu-west-3"  # the stages' region (see iot_playground/deploy/lambda_layers.py)
     assert lambda_layers.pinned_powertools() == importlib.metadata.version("aws-lambda-powertools")
     assert "aws-lambda-powertools" not in (ROOT / "requirements.txt").read_text()  # never vendored
 

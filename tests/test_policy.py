@@ -17,10 +17,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from chalicelib.tables import ALL_TABLES
-from iot_playground import iam
-from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.cli import main
+from iot_playground.common.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.deploy import iam
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_SOURCES = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
@@ -236,7 +238,9 @@ def test_the_code_is_attributed_to_both_tables():
 def test_the_policy_source_matches_the_code():
     used = actions_by_table()
     declared = {table: set(actions) for table, actions in iam.DYNAMODB_ACTIONS.items()}
-    assert declared == used, "iot_playground/iam.py DYNAMODB_ACTIONS must list exactly what the code calls"
+    assert declared == used, (
+        "iot_playground/deploy/iam.py DYNAMODB_ACTIONS must list exactly what the code calls"
+    )
 
 
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)
@@ -278,13 +282,14 @@ def test_stage_uses_its_policy_file(stage_name):
     assert config["stages"]["local"].get("autogen_policy") is None  # `local` stays as it was
 
 
-def test_policy_check_reports_drift(tmp_path, monkeypatch, capsys):
+def test_policy_check_reports_drift(tmp_path, monkeypatch):
     stage = Stage.load("dev")
     copy = tmp_path / stage.policy_file.name
     copy.write_text(stage.policy_file.read_text().replace("dynamodb:Query", "dynamodb:Scan"))
     monkeypatch.setattr(Stage, "policy_file", property(lambda self: tmp_path / f"policy-{self.name}.json"))
     (tmp_path / "policy-prod.json").write_text(iam.render(iam.deploy_policy(Stage.load("prod"))))
-    assert iam.main(["--check"]) == 1
-    assert "policy-dev.json" in capsys.readouterr().err
-    assert iam.main([]) == 0
-    assert iam.main(["--check"]) == 0
+    runner = CliRunner()
+    drifted = runner.invoke(main, ["policies", "--check"])
+    assert drifted.exit_code == 1 and "policy-dev.json" in drifted.stderr
+    assert runner.invoke(main, ["policies"]).exit_code == 0
+    assert runner.invoke(main, ["policies", "--check"]).exit_code == 0

@@ -65,7 +65,7 @@ def _stored(client, run):
 
 def test_old_readings_become_chunks_once_and_a_second_run_changes_nothing(client, old_layout):
     from chalicelib.aws import dynamodb_client
-    from iot_playground.readings_layout import migrate_layout, old_partitions
+    from iot_playground.migration.readings_layout import migrate_layout, old_partitions
 
     run, table, sent = old_layout
     assert _stored(client, run) == []  # the new queries do not see the old layout
@@ -88,7 +88,7 @@ def test_old_readings_become_chunks_once_and_a_second_run_changes_nothing(client
 
 def test_a_migration_cut_short_goes_on_without_loss_or_duplicate(client, old_layout, monkeypatch):
     from chalicelib.aws import dynamodb_client
-    from iot_playground import readings_layout
+    from iot_playground.migration import readings_layout
 
     run, table, sent = old_layout
     real = dynamodb_client()

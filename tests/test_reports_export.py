@@ -35,7 +35,8 @@ def open_client(dynamodb_faults, moto_server, monkeypatch) -> Iterator[Callable[
 
     from app import app
     from chalicelib.settings import get_settings
-    from iot_playground.local_stack import LOCAL_CREDENTIALS, create_reports_bucket
+    from iot_playground.common.endpoints import LOCAL_CREDENTIALS
+    from iot_playground.local.local_stack import create_reports_bucket
 
     clients = []
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from click.testing import CliRunner
 from moto import mock_aws
 
 from chalicelib.tables import ALL_TABLES, READINGS, RUNS
-from iot_playground import tables_admin
-from iot_playground.stages import Stage
+from iot_playground.cli import main
+from iot_playground.common.stages import Stage
+from iot_playground.deploy import tables_admin
+
+
+def make_tables(*options: str) -> str:
+    """`iot-playground tables --stage dev ...` as `make tables` runs it; returns what it printed."""
+    result = CliRunner().invoke(main, ["tables", "--stage", "dev", *options], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 @pytest.fixture
@@ -29,15 +38,13 @@ def _describe(client, name):
     return table, backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"], ttl
 
 
-def test_cli_creates_both_stage_tables_then_reports_no_changes(dynamodb, capsys):
-    assert tables_admin.main(["--stage", "dev"]) == 0
-    first = capsys.readouterr().out
+def test_cli_creates_both_stage_tables_then_reports_no_changes(dynamodb):
+    first = make_tables()
     assert "iot-playground-runs-dev: create table (3 indexes, on-demand, KMS-encrypted)" in first
     assert "iot-playground-readings-dev: expire items by TTL on expiresAt" in first
     assert first.count("turn on point-in-time recovery") == 2
 
-    assert tables_admin.main(["--stage", "dev"]) == 0
-    second = capsys.readouterr().out
+    second = make_tables()
     assert "no changes" in second
     assert "create" not in second and "turn on" not in second
 
@@ -173,20 +180,17 @@ def test_ensure_tables_reports_only_what_it_created(dynamodb, dev):
     assert tables_admin.ensure_tables(dynamodb, dev) == []
 
 
-def test_delete_removes_only_the_stage_tables(dynamodb, dev, capsys):
+def test_delete_removes_only_the_stage_tables(dynamodb, dev):
     tables_admin.ensure_tables(dynamodb, dev)
     dynamodb.create_table(**RUNS.create_table_request("iot-playground-runs-prod"))
-    assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
-    assert "deleted iot-playground-runs-dev, iot-playground-readings-dev" in capsys.readouterr().out
+    assert "deleted iot-playground-runs-dev, iot-playground-readings-dev" in make_tables("--delete")
     assert dynamodb.list_tables()["TableNames"] == ["iot-playground-runs-prod"]
-    assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
-    assert "no changes" in capsys.readouterr().out
+    assert "no changes" in make_tables("--delete")
 
 
-def test_make_tables_provisions_the_reports_bucket_then_reports_no_changes(dynamodb, capsys):
+def test_make_tables_provisions_the_reports_bucket_then_reports_no_changes(dynamodb):
     s3 = boto3.client("s3", region_name="us-east-1")
-    assert tables_admin.main(["--stage", "dev"]) == 0
-    first = capsys.readouterr().out
+    first = make_tables()
     for change in (
         "create bucket",
         "expire objects after 1 day(s)",
@@ -199,9 +203,8 @@ def test_make_tables_provisions_the_reports_bucket_then_reports_no_changes(dynam
     assert (rule["Status"], rule["Expiration"]) == ("Enabled", {"Days": 1})
     block = s3.get_public_access_block(Bucket="iot-playground-reports-dev")["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
-    assert tables_admin.main(["--stage", "dev"]) == 0
-    assert "no changes" in capsys.readouterr().out
-    assert tables_admin.main(["--stage", "dev", "--delete"]) == 0
+    assert "no changes" in make_tables()
+    make_tables("--delete")
     assert "iot-playground-reports-dev" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 

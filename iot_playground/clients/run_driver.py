@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from iot_playground.api_client import (
+from iot_playground.clients.api_client import (
     SUCCESS_MESSAGE,
     PlaygroundApi,
     RequestFailed,

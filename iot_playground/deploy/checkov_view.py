@@ -1,6 +1,6 @@
 """The Terraform output as Terraform reads it, in one file, for checkov.
 
-    python -m iot_playground.checkov_view dist/dev-terraform dist/dev-tf-view
+    iot-playground checkov-view dist/dev-terraform dist/dev-tf-view
     .venv-tools/bin/checkov --config-file .checkov.yaml -d dist/dev-tf-view --framework terraform_json
 
 checkov reads `*.tf.json` files one by one: it would check the override file's partial
@@ -15,7 +15,6 @@ functions, API and all.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +49,3 @@ def write_view(folder: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / VIEW_FILE).write_text(json.dumps(as_applied(folder), indent=2) + "\n")
     return out / VIEW_FILE
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m iot_playground.checkov_view TERRAFORM_FOLDER OUT_FOLDER", file=sys.stderr)
-        return 2
-    print(write_view(Path(args[0]), Path(args[1])))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,9 +16,9 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import guardrails, reports_bucket
-from iot_playground.iam import Resources, policy_document
-from iot_playground.stages import Stage, app_function_names
+from iot_playground.common.stages import Stage, app_function_names
+from iot_playground.deploy import guardrails, reports_bucket
+from iot_playground.deploy.iam import Resources, policy_document
 
 # Chalice's fixed logical ids in its SAM template.
 API_HANDLER = "api_handler"
@@ -87,7 +87,7 @@ def _stack_resources(functions: list[str]) -> Resources:
 
 
 def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
-    """The reports bucket and its TLS-only policy (see iot_playground/reports_bucket.py)."""
+    """The reports bucket and its TLS-only policy (see iot_playground/deploy/reports_bucket.py)."""
     lifecycle = [
         {
             "Id": rule["ID"],

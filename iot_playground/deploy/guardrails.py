@@ -22,7 +22,7 @@ from typing import Any
 
 from chalicelib import admin_key
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground.stages import Stage, Throttling
+from iot_playground.common.stages import Stage, Throttling
 
 # interrupt-all is run by hand, by an operator: a person, not a program.
 ADMIN_THROTTLE = Throttling(rate_limit=1.0, burst_limit=2)
@@ -67,7 +67,7 @@ class GatewayResponse:
 
 GATEWAY_RESPONSES = (
     GatewayResponse("INVALID_API_KEY", "403", "Forbidden", admin_key.MESSAGE),
-    # `chalice local` answers an unknown route 404 NotFound too (iot_playground/chalice_local.py).
+    # `chalice local` answers an unknown route 404 NotFound too (iot_playground/local/chalice_local.py).
     GatewayResponse(
         "MISSING_AUTHENTICATION_TOKEN", "404", "NotFound", "no route matches this method and path"
     ),

@@ -1,5 +1,5 @@
 """Create or update the app's tables from `chalicelib.tables`, and its reports bucket from
-`iot_playground/reports_bucket.py`, idempotently.
+`iot_playground/deploy/reports_bucket.py`, idempotently.
 
 `ensure_tables` gives what the app needs to run (tables, indexes, TTL): the
 local stack and the tests use it. `provision_tables` adds what a deployed stage
@@ -8,8 +8,8 @@ rest); `reconcile_bucket` does the same for the reports bucket (lifecycle and CO
 locally; public access block, ownership, SSE-S3 and a TLS-only policy for a deployed
 stage). `make tables STAGE=dev` runs both against the account in the environment:
 
-    python -m iot_playground.tables_admin --stage dev [--dry-run]
-    python -m iot_playground.tables_admin --stage dev --delete   # the data goes too
+    iot-playground tables --stage dev [--dry-run]
+    iot-playground tables --stage dev --delete   # the data goes too
 
 Each step looks first and changes only what differs, so a second run makes no
 call that changes anything, and says so.
@@ -17,10 +17,7 @@ call that changes anything, and says so.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.settings import Settings
 from chalicelib.tables import ALL_TABLES, RETIRED_READINGS_INDEXES, TableDefinition
-from iot_playground import reports_bucket
+from iot_playground.deploy import reports_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -141,7 +138,7 @@ def plan_table(
 
 
 def _move_readings(client: DynamoDBClient, table_name: str) -> None:
-    from iot_playground.readings_layout import migrate_layout
+    from iot_playground.migration.readings_layout import migrate_layout
 
     summary = migrate_layout(client, table_name)
     print(f"{table_name}: {summary.readings} readings rewritten as {summary.chunks} chunks", flush=True)
@@ -293,7 +290,7 @@ def _bucket_exists(s3: Any, bucket: str) -> bool:
 
 
 def plan_bucket(s3: Any, bucket: str, *, durable: bool) -> list[Change]:
-    """The changes that make `bucket` the reports bucket of iot_playground/reports_bucket.py.
+    """The changes that make `bucket` the reports bucket of iot_playground/deploy/reports_bucket.py.
     Looks, changes nothing. `durable` (a deployed stage) adds the public access block,
     ownership, encryption and TLS-only policy; the local stack's plain-HTTP endpoint needs
     only the lifecycle rule and CORS."""
@@ -448,55 +445,39 @@ def delete_tables(client: DynamoDBClient, settings: Settings) -> list[str]:
     return deleted
 
 
-def main(argv: list[str] | None = None) -> int:
-    from iot_playground.stages import DEPLOY_STAGES, Stage
-
-    parser = argparse.ArgumentParser(
-        description="Create or update a stage's DynamoDB tables and reports bucket."
-    )
-    parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--dry-run", action="store_true", help="only say what would change")
-    action.add_argument(
-        "--delete", action="store_true", help="delete the stage's tables and bucket, data and all"
-    )
-    parser.add_argument(
-        "--endpoint-url",
-        default=os.environ.get("DYNAMODB_ENDPOINT") or None,
-        help="another DynamoDB endpoint (default: the account's regional one; DYNAMODB_ENDPOINT)",
-    )
-    parser.add_argument(
-        "--s3-endpoint-url",
-        default=os.environ.get("S3_ENDPOINT") or None,
-        help="another S3 endpoint (default: the account's regional one; S3_ENDPOINT)",
-    )
-    args = parser.parse_args(argv)
-
+def apply_stage(
+    stage: str,
+    *,
+    dry_run: bool = False,
+    delete: bool = False,
+    endpoint_url: str | None = None,
+    s3_endpoint_url: str | None = None,
+) -> int:
+    """`iot-playground tables`: create or update (or delete) a stage's tables and bucket;
+    prints what changed."""
     import boto3
 
-    settings = Stage.load(args.stage).app_settings
+    from iot_playground.common.stages import Stage
+
+    settings = Stage.load(stage).app_settings
     session = boto3.session.Session()
-    client: DynamoDBClient = session.client("dynamodb", endpoint_url=args.endpoint_url)
-    s3 = session.client("s3", endpoint_url=args.s3_endpoint_url)
+    client: DynamoDBClient = session.client("dynamodb", endpoint_url=endpoint_url)
+    s3 = session.client("s3", endpoint_url=s3_endpoint_url)
     names = ", ".join(definition.table_name(settings) for definition in ALL_TABLES)
     print(
-        f"stage {args.stage}: tables {names}, bucket {settings.reports_bucket} in {client.meta.region_name}",
+        f"stage {stage}: tables {names}, bucket {settings.reports_bucket} in {client.meta.region_name}",
         flush=True,
     )
-    if args.delete:
+    if delete:
         deleted = delete_tables(client, settings)
         if delete_bucket(s3, settings.reports_bucket):
             deleted.append(settings.reports_bucket)
         print(f"deleted {', '.join(deleted)}" if deleted else "no changes: nothing to delete")
         return 0
-    changes = provision_tables(client, settings, apply=not args.dry_run)
-    changes += reconcile_bucket(s3, settings, durable=True, apply=not args.dry_run)
+    changes = provision_tables(client, settings, apply=not dry_run)
+    changes += reconcile_bucket(s3, settings, durable=True, apply=not dry_run)
     for change in changes:
-        print(f"{'would ' if args.dry_run else ''}{change}", flush=True)
+        print(f"{'would ' if dry_run else ''}{change}", flush=True)
     if not changes:
         print("no changes: the tables and the reports bucket already match their definitions")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,16 +21,17 @@ from rich.console import Console
 from rich.table import Table
 
 from chalicelib.clock import now_ms, parse_iso_ms
-from iot_playground.api_client import PlaygroundApi, RequestFailed, SlotStatus
-from iot_playground.run_driver import ProgressCallback, RunDriver, RunOutcome, RunPlan, WaitingCallback
-from iot_playground.simulate import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    cancel_on_sigterm,
-    progress_bar,
+from iot_playground.clients.api_client import PlaygroundApi, RequestFailed, SlotStatus
+from iot_playground.clients.run_driver import (
+    ProgressCallback,
+    RunDriver,
+    RunOutcome,
+    RunPlan,
+    WaitingCallback,
 )
-from iot_playground.stats import format_ms, latency_summary, rate
+from iot_playground.clients.simulate import cancel_on_sigterm
+from iot_playground.clients.stats import format_ms, latency_summary, rate
+from iot_playground.common.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
 
 SETTLE_POLL_SECONDS = 0.5
 

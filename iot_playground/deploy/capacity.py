@@ -3,9 +3,9 @@
 The one place where each deploy stage's API Gateway throttle (`api_gateway_throttling`)
 and the API handler's `reserved_concurrency` in `.chalice/config.json` come from:
 
-    python -m iot_playground.capacity            # prints the arithmetic and the ceiling per stage
-    python -m iot_playground.capacity --write    # writes the derived values into config.json
-    python -m iot_playground.capacity --check    # exit 1 when config.json differs from them
+    iot-playground capacity            # prints the arithmetic and the ceiling per stage
+    iot-playground capacity --write    # writes the derived values into config.json
+    iot-playground capacity --check    # exit 1 when config.json differs from them
 
 The legitimate worst case (../shared/frontend-contract.md): every run the stage allows
 (MAX_CONCURRENT_RUNS) driven at the frontend's top speed, 100 sensors posting one reading
@@ -19,7 +19,6 @@ What they let through is also the most a flood can buy, priced below.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -28,8 +27,8 @@ from typing import Any
 
 from chalicelib.schemas import MAX_BATCH_READINGS
 from chalicelib.tables import READINGS
-from iot_playground import prices
-from iot_playground.stages import CONFIG_PATH, DEPLOY_STAGES, THROTTLING_KEY, Stage, load_config
+from iot_playground.common.stages import CONFIG_PATH, DEPLOY_STAGES, THROTTLING_KEY, Stage, load_config
+from iot_playground.deploy import prices
 
 # ---- the frontend's worst case (../shared/frontend-contract.md) ---------------------------
 SENSORS_PER_RUN = 100  # the frontend's maximum
@@ -75,7 +74,7 @@ class Prices:
     dynamodb_write_units_per_million: float
 
 
-# ASSUMPTION: eu-west-3 (Paris) list prices, from iot_playground/prices.py (dated, with
+# ASSUMPTION: eu-west-3 (Paris) list prices, from iot_playground/deploy/prices.py (dated, with
 # their sources; check the pricing pages before quoting a figure).
 PARIS = Prices(
     region=prices.REGION,
@@ -237,12 +236,8 @@ def describe(stage: Stage) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Derive each stage's throttle and reserved concurrency.")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true", help="write the derived values into config.json")
-    group.add_argument("--check", action="store_true", help="exit 1 when config.json differs from them")
-    args = parser.parse_args(argv)
+def reconcile_config(*, write: bool = False, check: bool = False) -> int:
+    """`iot-playground capacity`: print each stage's arithmetic; write (or check) config.json's values."""
     config = load_config()
     for name in DEPLOY_STAGES:
         print(describe(Stage.load(name, config)))
@@ -250,14 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     if updated == config:
         print(f"{CONFIG_PATH.name}: up to date")
         return 0
-    if args.write:
+    if write:
         CONFIG_PATH.write_text(json.dumps(updated, indent=2) + "\n")
         print(f"{CONFIG_PATH.name}: written")
         return 0
     stale = [name for name in DEPLOY_STAGES if updated["stages"][name] != config["stages"][name]]
     print(f"{CONFIG_PATH.name}: differs for {', '.join(stale)} (run with --write)", file=sys.stderr)
-    return 1 if args.check else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return 1 if check else 0

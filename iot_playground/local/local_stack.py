@@ -1,4 +1,4 @@
-"""`make run`: an embedded DynamoDB- and S3-compatible endpoint plus `chalice local`.
+"""`iot-playground serve` (`make run`): an embedded DynamoDB- and S3-compatible endpoint plus `chalice local`.
 
 The endpoint is moto's server on loopback. Its request handling is serialized
 behind a lock so that each DynamoDB call is atomic, as it is on the real
@@ -13,7 +13,6 @@ downloads point at it (`S3_ENDPOINT`, set to another endpoint, wins).
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import signal
@@ -23,22 +22,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
     from chalicelib.settings import Settings
 
-from iot_playground.stages import stage_environment
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
+from iot_playground.common.stages import PROJECT_ROOT, stage_environment
 
 
 def free_port() -> int:
@@ -88,7 +78,7 @@ def _settings(env: dict[str, str]) -> Settings:
 
 
 def create_tables(endpoint: str, env: dict[str, str]) -> list[str]:
-    from iot_playground.tables_admin import ensure_tables
+    from iot_playground.deploy.tables_admin import ensure_tables
 
     return ensure_tables(endpoint_client(endpoint, env), _settings(env))
 
@@ -99,7 +89,7 @@ def create_reports_bucket(endpoint: str, env: dict[str, str]) -> list[str]:
     import boto3
     from botocore.config import Config
 
-    from iot_playground.tables_admin import reconcile_bucket
+    from iot_playground.deploy.tables_admin import reconcile_bucket
 
     s3 = boto3.session.Session().client(
         "s3",
@@ -110,20 +100,6 @@ def create_reports_bucket(endpoint: str, env: dict[str, str]) -> list[str]:
         config=Config(s3={"addressing_style": "path"}),
     )
     return [str(change) for change in reconcile_bucket(s3, _settings(env), durable=False)]
-
-
-def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
-    """A DynamoDB client for a local endpoint, with the given (dummy) credentials."""
-    import boto3
-
-    client: DynamoDBClient = boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    return client
 
 
 def admin_api_key(environ: Mapping[str, str]) -> str:
@@ -146,17 +122,11 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | N
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--stage", default="local")
-    parser.add_argument("--no-autoreload", action="store_true", help="do not restart on code changes")
-    args = parser.parse_args(argv)
-
+def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True) -> int:
+    """Serve the API until Ctrl-C or SIGTERM; returns the exit code of `chalice local`."""
     env = {**LOCAL_CREDENTIALS, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
     # The stage's settings, each overridable from the shell (MAX_CONCURRENT_RUNS=10 make run).
-    env.update({k: os.environ.get(k, v) for k, v in stage_environment(args.stage).items()})
+    env.update({k: os.environ.get(k, v) for k, v in stage_environment(stage).items()})
     # `chalice local` checks no API key: the app checks the admin key itself (chalicelib/admin_key.py).
     env["ADMIN_API_KEY"] = admin_api_key(os.environ)
     endpoint = os.environ.get("DYNAMODB_ENDPOINT")
@@ -176,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
 
     child_env = {**os.environ, **env, "DYNAMODB_ENDPOINT": endpoint}
     command = [
-        sys.executable, "-m", "iot_playground.chalice_local",
-        "--stage", args.stage, "--host", args.host, "--port", str(args.port),
+        sys.executable, "-m", "iot_playground.local.chalice_local",
+        "--stage", stage, "--host", host, "--port", str(port),
     ]  # fmt: skip
-    if args.no_autoreload:
+    if not autoreload:
         command.append("--no-autoreload")
     chalice = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env)
 
@@ -189,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        wait_for_http(f"http://{args.host}:{args.port}/api/health", 60, chalice)
-        print(f"IoT Playground API on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+        wait_for_http(f"http://{host}:{port}/api/health", 60, chalice)
+        print(f"IoT Playground API on http://{host}:{port} (Ctrl-C stops)", flush=True)
         return chalice.wait()
     except KeyboardInterrupt:
         return 0
@@ -201,7 +171,3 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             chalice.kill()
         stop_dynamodb()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

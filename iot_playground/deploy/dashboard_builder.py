@@ -3,31 +3,29 @@
 Metric names, dimensions and the namespace come from `chalicelib.metrics`; the
 dashboard uid and variable names from `chalicelib.grafana` (the links the API
 hands out use them); function, table and API Gateway stage names from the
-deployment stages in `.chalice/config.json` (`iot_playground.stages`), turned
+deployment stages in `.chalice/config.json` (`iot_playground.common.stages`), turned
 into templates over the dashboard's `Stage` variable. Nothing names an account
 or an ARN: the CloudWatch datasource is a dashboard variable too, so the file
 imports as is.
 
-    python -m grafana.dashboard_builder          # rewrite the committed file
-    python -m grafana.dashboard_builder --check  # exit 1 if it is out of date
+    iot-playground dashboard          # rewrite the committed file
+    iot-playground dashboard --check  # exit 1 if it is out of date
 
 `tests/test_dashboard.py` fails when the committed file differs from this output.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from chalicelib import grafana, metrics
 from chalicelib.schemas import MEASUREMENT_FIELDS
-from iot_playground.stages import DEPLOY_STAGES, Stage
+from iot_playground.common.stages import DEPLOY_STAGES, PROJECT_ROOT, Stage
 
-DASHBOARD_PATH = Path(__file__).resolve().parent / "dashboards" / f"{grafana.DASHBOARD_UID}.json"
+DASHBOARD_PATH = PROJECT_ROOT / "grafana" / "dashboards" / f"{grafana.DASHBOARD_UID}.json"
 DATASOURCE_VARIABLE = "datasource"
 API_NAME_VARIABLE = "ApiName"
 API_STAGE_VARIABLE = "ApiGatewayStage"
@@ -646,21 +644,15 @@ def render() -> str:
     return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write (or --check) the Grafana dashboard JSON.")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
-    args = parser.parse_args(argv)
+def write_dashboard(*, check: bool = False) -> int:
+    """`iot-playground dashboard`: rewrite the committed file (with check: exit 1 if it is out of date)."""
     text = render()
-    if args.check:
+    if check:
         current = DASHBOARD_PATH.read_text() if DASHBOARD_PATH.exists() else ""
         if current != text:
-            print(f"{DASHBOARD_PATH} is out of date: python -m grafana.dashboard_builder", file=sys.stderr)
+            print(f"{DASHBOARD_PATH} is out of date: run `iot-playground dashboard`", file=sys.stderr)
             return 1
         return 0
     DASHBOARD_PATH.write_text(text)
     print(f"wrote {DASHBOARD_PATH}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from iot_playground.stages import PROJECT_ROOT, Stage
+from iot_playground.common.stages import PROJECT_ROOT, Stage
 
 POWERTOOLS_ACCOUNT = "017000801446"
 POWERTOOLS_DISTRIBUTION = "aws-lambda-powertools"
@@ -91,7 +91,7 @@ def powertools_layer(stage: Stage) -> PowertoolsLayer:
     if expected != layer.version:
         raise ValueError(
             f"stage {stage.name}: layer version {layer.version}, but Powertools {release} "
-            f"(requirements-dev.txt) is layer version {expected} (see iot_playground/lambda_layers.py)"
+            f"(requirements-dev.txt) is layer version {expected} (see iot_playground/deploy/lambda_layers.py)"
         )
     return layer
 

@@ -1,7 +1,7 @@
 """The Lambda role's permissions: the one source every stage's policy is generated from.
 
-`chalice deploy` reads `.chalice/policy-<stage>.json` (written by `python -m
-iot_playground.iam`); the packaged templates use the same statements with the
+`chalice deploy` reads `.chalice/policy-<stage>.json` (written by `make policies`,
+`iot-playground policies`); the packaged templates use the same statements with the
 tables, the reports bucket and the log groups referenced by the template's own
 resources. tests/test_policy.py checks the DynamoDB and S3 actions below against
 the calls the app's code makes.
@@ -9,22 +9,21 @@ the calls the app's code makes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground.reports_bucket import bucket_arn
-from iot_playground.stages import DEPLOY_STAGES, Stage
+from iot_playground.common.stages import DEPLOY_STAGES, Stage
+from iot_playground.deploy.reports_bucket import bucket_arn
 
 # Per table (TableDefinition.logical_name): the DynamoDB IAM actions the app needs.
 # Transactions need no action of their own: each Put/Update inside one is
 # authorized as PutItem/UpdateItem.
 DYNAMODB_ACTIONS: dict[str, tuple[str, ...]] = {
     "runs": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-    "readings": ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"),
+    "readings": ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"),
 }
 # Actions that also read indexes, so they are granted on `<table>/index/*` too.
 INDEX_ACTIONS = frozenset({"dynamodb:Query", "dynamodb:Scan"})
@@ -135,12 +134,9 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write .chalice/policy-<stage>.json for every deploy stage.")
-    parser.add_argument(
-        "--check", action="store_true", help="fail if a policy file differs instead of writing"
-    )
-    args = parser.parse_args(argv)
+def write_policies(*, check: bool = False) -> int:
+    """`iot-playground policies`: write .chalice/policy-<stage>.json for every deploy stage
+    (with check: write nothing, exit 1 when one differs)."""
     stale = []
     for name in DEPLOY_STAGES:
         stage = Stage.load(name)
@@ -148,16 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         path = stage.policy_file
         if path.exists() and path.read_text() == text:
             continue
-        if args.check:
+        if check:
             stale.append(path.name)
         else:
             path.write_text(text)
             print(f"wrote {path.relative_to(path.parent.parent)}")
     if stale:
-        print(f"out of date: {', '.join(stale)} (run `python -m iot_playground.iam`)", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)} (run `make policies`)", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,27 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from iot_playground.api_client import PlaygroundApi, RequestFailed
-from iot_playground.run_driver import RunDriver, RunOutcome, RunPlan
-from iot_playground.stats import format_ms, latency_summary, rate
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
-
-
-def progress_bar(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+from iot_playground.clients.api_client import PlaygroundApi, RequestFailed
+from iot_playground.clients.run_driver import RunDriver, RunOutcome, RunPlan
+from iot_playground.clients.stats import format_ms, latency_summary, rate
+from iot_playground.common.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
 
 
 def cancel_on_sigterm() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib.settings import Settings, load_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHALICE_DIR = PROJECT_ROOT / ".chalice"
 CONFIG_PATH = CHALICE_DIR / "config.json"
 # Stages that deploy to AWS; `local` only serves `make run` and the tests.

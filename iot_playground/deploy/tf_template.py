@@ -20,10 +20,10 @@ import json
 from typing import Any
 
 from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground import guardrails, reports_bucket
-from iot_playground.cfn_template import SECRET_DESCRIPTION
-from iot_playground.iam import Resources, policy_document
-from iot_playground.stages import Stage
+from iot_playground.common.stages import Stage
+from iot_playground.deploy import guardrails, reports_bucket
+from iot_playground.deploy.cfn_template import SECRET_DESCRIPTION
+from iot_playground.deploy.iam import Resources, policy_document
 
 SECRET_VARIABLE = "pagination_token_secret"
 ALARM_TOPIC_VARIABLE = "alarm_topic_arn"
@@ -79,7 +79,7 @@ _SSE = reports_bucket.SSE_ALGORITHM
 
 def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
     """The reports bucket and its settings, one resource each as the AWS provider wants them
-    (see iot_playground/reports_bucket.py)."""
+    (see iot_playground/deploy/reports_bucket.py)."""
     key = reports_bucket.LOGICAL_NAME
     rules = [
         {

@@ -40,13 +40,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from chalicelib.params import ANONYMOUS
-from chalicelib.readings import ImportedReading, Reading, ReadingRepository
-from chalicelib.runs import Run, RunRepository
+from chalicelib.readings import Reading
+from chalicelib.runs import Run
 from chalicelib.schemas import DEFAULT_READING_TYPE, RUN_ID_RE, RUN_STATUSES
 from chalicelib.settings import Settings, load_settings
-from iot_playground.local_stack import LOCAL_CREDENTIALS
-from iot_playground.simulate import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
-from iot_playground.stages import settings_for, stage_environment
+from iot_playground.common.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS
+from iot_playground.common.stages import settings_for, stage_environment
+from iot_playground.migration.imported import ImportedReading, ImportedReadings, ImportedRuns
 
 if TYPE_CHECKING:
     import psycopg
@@ -287,8 +288,8 @@ class Migration:
     def __init__(
         self,
         connection: psycopg.Connection[dict[str, Any]],
-        runs: RunRepository,
-        readings: ReadingRepository,
+        runs: ImportedRuns,
+        readings: ImportedReadings,
         checkpoint: Checkpoint,
         options: MigrationOptions,
         *,
@@ -349,11 +350,11 @@ class Migration:
             if isinstance(run, str):
                 count.skipped[run] += 1
             elif self._options.dry_run:
-                if self._runs.get(run.id) is None:
-                    count.written += 1
-                else:
+                if self._runs.exists(run.id):
                     count.existing += 1
-            elif self._runs.put_imported(run):
+                else:
+                    count.written += 1
+            elif self._runs.put(run):
                 count.written += 1
             else:
                 count.existing += 1
@@ -367,7 +368,7 @@ class Migration:
                 count.skipped[reading] += 1
             else:
                 imported.append(reading)
-        written = self._readings.put_imported(imported, dry_run=self._options.dry_run)
+        written = self._readings.put(imported, dry_run=self._options.dry_run)
         count.written += written
         count.existing += len(imported) - written
 
@@ -435,8 +436,8 @@ def run_migrate_command(
         + (" (dry run: nothing is written)" if options.dry_run else "")
     )
     client = target_client(settings)
-    runs = RunRepository(client, settings.runs_table, settings.max_concurrent_runs)
-    readings = ReadingRepository(client, settings.readings_table, settings.reading_ttl_days)
+    runs = ImportedRuns(client, settings.runs_table, settings.max_concurrent_runs)
+    readings = ImportedReadings(client, settings.readings_table, settings.reading_ttl_days)
     progress = progress_bar(Console(stderr=True))
     outcome = EXIT_OK
     migration: Migration | None = None

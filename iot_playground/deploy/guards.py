@@ -13,7 +13,7 @@ finds what `chalice deploy` made for the stage and applies, with the AWS APIs:
 
 Each step reads first and writes only what differs: a second run changes nothing and says so.
 
-    python -m iot_playground.guards --stage dev [--alarm-topic-arn ARN] [--dry-run]
+    iot-playground guards --stage dev [--alarm-topic-arn ARN] [--dry-run]
 
 The REST API comes from `.chalice/deployed/<stage>.json` (what `chalice deploy` recorded),
 else `--rest-api-id`, else the one API named after the app; the functions are found by the
@@ -22,19 +22,16 @@ names `chalice deploy` gives them. Account and region: the environment's, as for
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iot_playground import guardrails
-from iot_playground.cfn_template import function_id, table_id
-from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
+from iot_playground.common.stages import CHALICE_DIR, Stage
+from iot_playground.deploy import guardrails
+from iot_playground.deploy.cfn_template import function_id, table_id
 
 Client = Any  # boto3 clients (no type stubs for these services in the venv)
 
@@ -348,37 +345,3 @@ def run(
         f"{', '.join(target.functions.values())}"
     )
     return guards.apply(target)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from botocore.exceptions import BotoCoreError
-
-    parser = argparse.ArgumentParser(description="Apply the stage's guardrails after `chalice deploy`.")
-    parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
-    parser.add_argument(
-        "--deployed", type=Path, help="chalice deploy's record (default .chalice/deployed/<stage>.json)"
-    )
-    parser.add_argument("--rest-api-id", help="the stage's REST API, when there is no record to read it from")
-    parser.add_argument(
-        "--alarm-topic-arn",
-        default=os.environ.get("ALARM_TOPIC_ARN") or None,
-        help="SNS topic the alarms notify (env ALARM_TOPIC_ARN); none by default",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
-    args = parser.parse_args(argv)
-    try:
-        run(
-            args.stage,
-            deployed=args.deployed,
-            rest_api_id=args.rest_api_id,
-            alarm_topic_arn=args.alarm_topic_arn,
-            dry_run=args.dry_run,
-        )
-    except (GuardsError, BotoCoreError) as error:  # e.g. no credentials or region in the environment
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

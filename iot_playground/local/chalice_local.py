@@ -227,7 +227,7 @@ def install() -> None:
 def main() -> int:
     args = sys.argv[1:]
     # Chalice's autoreloader restarts the server with sys.argv: make that this module again.
-    sys.argv = [sys.executable, "-m", "iot_playground.chalice_local", *args]
+    sys.argv = [sys.executable, "-m", "iot_playground.local.chalice_local", *args]
 
     from chalice.cli import cli
 

@@ -1,18 +1,17 @@
 """`make package` / `make package-tf`: deployable artifacts for a stage, with no AWS account.
 
-    python -m iot_playground.packaging --stage dev                      # dist/dev/
-    python -m iot_playground.packaging --stage dev --format terraform   # dist/dev-terraform/
+    iot-playground package --stage dev                      # dist/dev/
+    iot-playground package --stage dev --format terraform   # dist/dev-terraform/
 
 CloudFormation: `chalice package --merge-template` with the template from
-`iot_playground.cfn_template`; the output (sam.json, deployment.zip, and the
+`iot_playground.deploy.cfn_template`; the output (sam.json, deployment.zip, and the
 merge template for reference) deploys with `aws cloudformation package/deploy`.
 Terraform: `chalice package --pkg-format terraform` plus the files from
-`iot_playground.tf_template`; `terraform init && terraform apply` in the folder.
+`iot_playground.deploy.tf_template`; `terraform init && terraform apply` in the folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import compileall
 import json
 import os
@@ -25,10 +24,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from iot_playground import lambda_layers
-from iot_playground.cfn_template import merge_template
-from iot_playground.stages import CHALICE_DIR, DEPLOY_STAGES, PROJECT_ROOT, Stage, load_config
-from iot_playground.tf_template import extras, overrides
+from iot_playground.common.stages import CHALICE_DIR, PROJECT_ROOT, Stage, load_config
+from iot_playground.deploy import lambda_layers
+from iot_playground.deploy.cfn_template import merge_template
+from iot_playground.deploy.tf_template import extras, overrides
 
 CFN_TEMPLATE = "sam.json"
 MERGE_TEMPLATE = "merge-template.json"
@@ -177,22 +176,12 @@ def package_terraform(stage_name: str, out: Path) -> Path:
     return out / TF_CHALICE
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Package a stage for CloudFormation or Terraform.")
-    parser.add_argument("--stage", required=True, choices=DEPLOY_STAGES)
-    parser.add_argument(
-        "--format", dest="pkg_format", choices=("cloudformation", "terraform"), default="cloudformation"
-    )
-    parser.add_argument("--out", type=Path, help="output folder (default dist/<stage>[-terraform])")
-    args = parser.parse_args(argv)
-    out = (args.out or default_output(args.stage, args.pkg_format)).resolve()
-    package = package_cloudformation if args.pkg_format == "cloudformation" else package_terraform
-    written = package(args.stage, out)
+def package(stage: str, pkg_format: str = "cloudformation", out: Path | None = None) -> int:
+    """`iot-playground package`: package a stage for CloudFormation or Terraform, print where and how big."""
+    out = (out or default_output(stage, pkg_format)).resolve()
+    build = package_cloudformation if pkg_format == "cloudformation" else package_terraform
+    written = build(stage, out)
     zipped, unzipped = package_sizes(out / "deployment.zip")
     print(f"{written.relative_to(Path.cwd()) if written.is_relative_to(Path.cwd()) else written}")
     print(f"deployment.zip: {zipped / 1024:.0f} KiB ({unzipped / 1024:.0f} KiB unpacked)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

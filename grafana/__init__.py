@@ -1,1 +1,0 @@
-"""Grafana dashboards and provisioning for the IoT Playground API (not deployed to Lambda)."""

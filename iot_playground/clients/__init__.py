@@ -1,0 +1,1 @@
+"""HTTP clients of the API (`iot-playground simulate`, `load`, `interrupt-all`): they speak HTTP only."""

@@ -1,0 +1,33 @@
+"""DynamoDB clients for the tools: a local endpoint's dummy credentials, and a client for one.
+
+`make run`'s embedded endpoint, DynamoDB Local and moto accept any credentials; the
+tools that talk to them (the local stack, the migration, the benchmark) use these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
+    """A DynamoDB client for a local endpoint, with the given (dummy) credentials."""
+    import boto3
+
+    client: DynamoDBClient = boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return client
