@@ -29,9 +29,8 @@ from chalicelib.logs import logger
 from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import Cursor, ReadingQuery
-from chalicelib.runs import Run
+from chalicelib.run_shape import RUN_STATUSES, Run, run_view
 from chalicelib.schemas import (
-    RUN_STATUSES,
     FinishRunRequest,
     ReadingIn,
     ReadingsBody,
@@ -42,7 +41,7 @@ from chalicelib.schemas import (
     encode,
 )
 from chalicelib.settings import get_settings
-from chalicelib.views import reading_view, run_view
+from chalicelib.views import reading_view
 
 app = Chalice(app_name="iot-playground")
 # Chalice's defaults here; `chalice package`/`deploy` give API Gateway `*/*` as well, so the

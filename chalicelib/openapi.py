@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from chalicelib import clock, idempotency, run_stats, schemas, series
+from chalicelib import clock, idempotency, run_shape, run_stats, schemas, series
 
 PATH = "/api/openapi.json"
 VERSION = "0.1.0"
@@ -60,7 +60,7 @@ class CanStart(msgspec.Struct):
 
 
 class RunPage(msgspec.Struct):
-    items: list[schemas.RunView]
+    items: list[run_shape.RunView]
     count: int
     nextKey: str | None
 
@@ -101,7 +101,7 @@ class Error(msgspec.Struct):
 _STRUCTS: tuple[Any, ...] = (
     schemas.RunParams,
     schemas.FinishRunRequest,
-    schemas.RunView,
+    run_shape.RunView,
     schemas.ReadingsBody,
     schemas.ReadingView,
     Health,
@@ -536,7 +536,7 @@ def _operations() -> dict[str, dict[str, dict[str, Any]]]:
                 "parameters": [
                     _limit(RUNS_PAGE_LIMIT),
                     _query(
-                        "status", {"type": "string", "enum": list(schemas.RUN_STATUSES)}, "only this status"
+                        "status", {"type": "string", "enum": list(run_shape.RUN_STATUSES)}, "only this status"
                     ),
                     _query("user", _USER, "only this user's runs"),
                     _page_token("nextKey"),
