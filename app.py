@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
@@ -42,6 +42,9 @@ from chalicelib.schemas import (
 )
 from chalicelib.settings import get_settings
 from chalicelib.views import reading_view
+
+if TYPE_CHECKING:
+    from chalicelib import run_stats
 
 app = Chalice(app_name="iot-playground")
 # Chalice's defaults here; `chalice package`/`deploy` give API Gateway `*/*` as well, so the
@@ -374,11 +377,8 @@ def interrupt_all() -> dict[str, Any]:
 
 @route("/api/runs/{run_id}")
 def get_run(run_id: str) -> Any:
-    run_id = params.path_run_id(run_id)  # one run in any letter case; a lookalike is a 404
-    run = deps.run_repository().get(run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    return run_view(run, get_settings())
+    # One run in any letter case; a lookalike is a 404.
+    return run_view(_run_or_404(params.path_run_id(run_id)), get_settings())
 
 
 @route("/api/runs/{run_id}/finish", methods=("POST",))
@@ -407,13 +407,8 @@ def finish_run(run_id: str) -> Any:
 
 @route("/api/runs/{run_id}/stats")
 def get_run_stats(run_id: str) -> Any:
-    from chalicelib import run_stats
-
-    # A malformed id is a 400 here (bad input), an unknown one a 404.
-    checked = values.run_id_value(run_id, source="run id")
-    assert checked is not None  # a path segment is never empty
-    run = _run_or_404(checked)
-    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    run = _path_run(run_id, source="run id")
+    folded = _stats(run)
     return folded.fold.view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
 
 
@@ -422,6 +417,19 @@ def _run_or_404(run_id: str) -> Run:
     if run is None:
         raise NotFound(f"run {run_id} not found")
     return run
+
+
+def _path_run(run_id: str, *, source: str) -> Run:
+    """The run a path names: a malformed id is a 400 here (bad input), an unknown one a 404."""
+    checked = values.run_id_value(run_id, source=source)
+    assert checked is not None  # a path segment is never empty
+    return _run_or_404(checked)
+
+
+def _stats(run: Run) -> run_stats.Folded:
+    from chalicelib import run_stats
+
+    return deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
 
 
 # ---- sensor readings -----------------------------------------------------
@@ -527,13 +535,11 @@ def sensor_series() -> Any:
 
 @route("/api/sensors/latest")
 def latest_readings() -> Any:
-    from chalicelib import run_stats
-
     run_id = values.run_id_value(_query().get("runId"), source="runId")
     if run_id is None:
         raise ValidationFailed("runId is required")
     run = _run_or_404(run_id)
-    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    folded = _stats(run)
     return folded.fold.latest_view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
 
 
@@ -546,9 +552,7 @@ def run_readings_csv(run_id: str) -> Response:
     (reports.py), then `X-Next-Key` says where the next request goes on."""
     from chalicelib import reports
 
-    checked = values.run_id_value(run_id, source="the run id in the path")
-    assert checked is not None  # a path segment is never empty
-    run = _run_or_404(checked)
+    run = _path_run(run_id, source="the run id in the path")
     secret = get_settings().token_secret
     scope = fingerprint("readings.csv", run.id)
     start_key = decode_token(_query().get("nextKey"), scope, secret, Cursor)
