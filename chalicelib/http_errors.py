@@ -4,7 +4,8 @@ Domain modules raise `errors.DomainError`s and know nothing of HTTP; what only t
 surface refuses (a method, a body size, a media type, a missing admin key) is an `HttpError`
 defined here. Every answer is `{"error": code, "message": text, **extra, "details"?}`, with
 `Retry-After` when the error says when to try again. The OpenAPI document
-(`openapi.py`) names these codes.
+(`openapi.py`) names these codes; `tests/test_layers.py` holds every error class to one row
+of `ANSWERS` and every module outside the HTTP layer to importing none of it.
 """
 
 from __future__ import annotations

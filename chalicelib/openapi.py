@@ -1,4 +1,4 @@
-"""The API's OpenAPI 3.1 document, built from the msgspec shapes in `schemas.py`.
+"""The API's OpenAPI 3.1 document, built from the msgspec shapes in `schemas.py` and `run_shape.py`.
 
 Request bodies and the run and reading objects are msgspec's own JSON Schema of
 the structs the app decodes and encodes (`msgspec.json.schema_components`), so a
