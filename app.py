@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from chalice.app import Chalice, CORSConfig, Rate, Request, Response
 
@@ -14,22 +14,23 @@ from chalicelib import (
     clock,
     deps,
     grafana,
+    http_errors,
     http_surface,
     idempotency,
     logs,
     params,
     public_url,
     retry,
+    values,
 )
-from chalicelib.errors import ApiError, NotFound, Unavailable, ValidationFailed
+from chalicelib.errors import DomainError, NotFound, ValidationFailed
 from chalicelib.ingest import parse_readings, store
 from chalicelib.logs import logger
 from chalicelib.media_types import app_binary_types
 from chalicelib.pagination import decode_token, encode_token, fingerprint
 from chalicelib.readings import Cursor, ReadingQuery
-from chalicelib.runs import Run
+from chalicelib.run_shape import RUN_STATUSES, Run, run_view
 from chalicelib.schemas import (
-    RUN_STATUSES,
     FinishRunRequest,
     ReadingIn,
     ReadingsBody,
@@ -40,7 +41,10 @@ from chalicelib.schemas import (
     encode,
 )
 from chalicelib.settings import get_settings
-from chalicelib.views import reading_view, run_view
+from chalicelib.views import reading_view
+
+if TYPE_CHECKING:
+    from chalicelib import run_stats
 
 app = Chalice(app_name="iot-playground")
 # Chalice's defaults here; `chalice package`/`deploy` give API Gateway `*/*` as well, so the
@@ -66,19 +70,19 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
     )
 
 
-def error_response(error: ApiError) -> Response:
-    if error.status_code >= 500:
-        logger.error(error.message, extra={"error": error.code})
+def error_response(error: http_errors.Error) -> Response:
+    status, code = http_errors.status_code(error), http_errors.error_code(error)
+    if status >= 500:
+        logger.error(error.message, extra={"error": code})
     else:
-        logger.warning(error.message, extra={"error": error.code, "status": error.status_code})
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return json_response(error.body(), error.status_code, headers)
+        logger.warning(error.message, extra={"error": code, "status": status})
+    return json_response(http_errors.body(error), status, http_errors.headers(error))
 
 
 def route(
     *paths: str, methods: tuple[str, ...] = ("GET",), status: int = 200, api_key_required: bool = False
 ) -> Callable[..., Any]:
-    """`app.route` for JSON views: ApiError becomes its JSON answer, DynamoDB still
+    """`app.route` for JSON views: a DomainError becomes its JSON answer (http_errors.py), DynamoDB still
     refusing after the SDK's retries a 503 with Retry-After, anything else a logged
     500 without a stack trace in the body. POSTs honour `Idempotency-Key`.
     `api_key_required`: API Gateway asks for the stage's admin key (see admin_key.py)."""
@@ -87,13 +91,13 @@ def route(
         def answer(kwargs: dict[str, Any]) -> Response:
             try:
                 result = view(**kwargs)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(error)
             except Exception as error:
                 if retry.is_transient(error):
-                    return error_response(Unavailable("DynamoDB is busy, retry shortly"))
+                    return error_response(http_errors.dynamodb_busy())
                 logger.exception("unhandled error")
-                return json_response({"error": "InternalError", "message": "internal error"}, 500)
+                return json_response(http_errors.INTERNAL_ERROR_BODY, 500)
             return result if isinstance(result, Response) else json_response(result, status)
 
         @functools.wraps(view)
@@ -138,12 +142,12 @@ def _answer_once(key: str, answer: Callable[[], Response]) -> Response:
                 _body(),
             ),
         )
-    except ApiError as error:
+    except DomainError as error:
         return error_response(error)
     except Exception as error:
         if not retry.is_transient(error):
             raise
-        return error_response(Unavailable("DynamoDB is busy, retry shortly"))
+        return error_response(http_errors.dynamodb_busy())
     if isinstance(outcome, idempotency.StoredResponse):
         return Response(
             body=outcome.body,
@@ -326,7 +330,7 @@ def list_runs() -> dict[str, Any]:
     query = _query()
     limit = params.int_param(query, "limit", default=20, low=1, high=100)
     status = params.choice_param(query, "status", RUN_STATUSES, None)
-    user = params.user_value(query.get("user"))
+    user = values.user_value(query.get("user"))
     secret = get_settings().token_secret
     scope = fingerprint("runs", status, user)
     start_key = decode_token(params.first_param(query, "nextKey", "lastKey"), scope, secret)
@@ -359,7 +363,7 @@ def interrupt_all() -> dict[str, Any]:
     for run in runs.newest(status="RUNNING"):
         try:
             runs.end(run.id, "INTERRUPTED", "interrupted by interrupt-all")
-        except ApiError:
+        except DomainError:
             continue  # ended meanwhile by someone else
         cache.forget(run.id)
         interrupted += 1
@@ -373,11 +377,8 @@ def interrupt_all() -> dict[str, Any]:
 
 @route("/api/runs/{run_id}")
 def get_run(run_id: str) -> Any:
-    run_id = params.path_run_id(run_id)  # one run in any letter case; a lookalike is a 404
-    run = deps.run_repository().get(run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    return run_view(run, get_settings())
+    # One run in any letter case; a lookalike is a 404.
+    return run_view(_run_or_404(params.path_run_id(run_id)), get_settings())
 
 
 @route("/api/runs/{run_id}/finish", methods=("POST",))
@@ -406,13 +407,8 @@ def finish_run(run_id: str) -> Any:
 
 @route("/api/runs/{run_id}/stats")
 def get_run_stats(run_id: str) -> Any:
-    from chalicelib import run_stats
-
-    # A malformed id is a 400 here (bad input), an unknown one a 404.
-    checked = params.run_id_value(run_id, source="run id")
-    assert checked is not None  # a path segment is never empty
-    run = _run_or_404(checked)
-    folded = deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    run = _path_run(run_id, source="run id")
+    folded = _stats(run)
     return folded.fold.view(run, complete=folded.complete, final=folded.final, note=folded.note(run))
 
 
@@ -423,6 +419,19 @@ def _run_or_404(run_id: str) -> Run:
     return run
 
 
+def _path_run(run_id: str, *, source: str) -> Run:
+    """The run a path names: a malformed id is a 400 here (bad input), an unknown one a 404."""
+    checked = values.run_id_value(run_id, source=source)
+    assert checked is not None  # a path segment is never empty
+    return _run_or_404(checked)
+
+
+def _stats(run: Run) -> run_stats.Folded:
+    from chalicelib import run_stats
+
+    return deps.run_stats_store().fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+
+
 # ---- sensor readings -----------------------------------------------------
 
 
@@ -430,7 +439,7 @@ def _run_or_404(run_id: str) -> Run:
 def post_readings() -> Any:
     request = _request()
     user = params.user_header(request.headers)
-    header_run_id = params.run_id_value(request.headers.get("x-run-id"), source="X-Run-Id")
+    header_run_id = values.run_id_value(request.headers.get("x-run-id"), source="X-Run-Id")
     body: ReadingIn | list[ReadingIn] = decode(_body(), ReadingsBody)
     claim = idempotency.current()
     ingested = parse_readings(
@@ -451,14 +460,14 @@ def post_readings() -> Any:
 def get_readings() -> dict[str, Any]:
     query = _query()
     reading_query = ReadingQuery(
-        run_id=params.run_id_value(query.get("runId"), source="runId"),
-        sensor_id=params.sensor_id_value(query.get("sensorId")),
-        type=params.type_value(query.get("type")),
-        from_ms=params.timestamp_value(params.first_param(query, "from", "startDate"), name="from"),
-        to_ms=params.timestamp_value(params.first_param(query, "to", "endDate"), name="to"),
+        run_id=values.run_id_value(query.get("runId"), source="runId"),
+        sensor_id=values.sensor_id_value(query.get("sensorId")),
+        type=values.type_value(query.get("type")),
+        from_ms=values.timestamp_value(params.first_param(query, "from", "startDate"), name="from"),
+        to_ms=values.timestamp_value(params.first_param(query, "to", "endDate"), name="to"),
         order="asc" if params.choice_param(query, "order", ("asc", "desc"), "desc") == "asc" else "desc",
     )
-    params.check_time_range(reading_query.from_ms, reading_query.to_ms)
+    values.check_time_range(reading_query.from_ms, reading_query.to_ms)
     if reading_query.run_id is None and reading_query.sensor_id is None:
         raise ValidationFailed("runId or sensorId is required")
     limit = params.int_param(query, "limit", default=100, low=1, high=1000)
@@ -498,16 +507,16 @@ def sensor_series() -> Any:
     from chalicelib.schemas import DEFAULT_READING_TYPE
 
     query = _query()
-    run_id = params.run_id_value(query.get("runId"), source="runId")
-    sensor_id = params.sensor_id_value(query.get("sensorId"))
+    run_id = values.run_id_value(query.get("runId"), source="runId")
+    sensor_id = values.sensor_id_value(query.get("sensorId"))
     # One type per series: temperature and humidity in one average mean nothing.
-    kind = params.type_value(query.get("type")) or DEFAULT_READING_TYPE
+    kind = values.type_value(query.get("type")) or DEFAULT_READING_TYPE
     interval = query.get("interval") or series.DEFAULT_INTERVAL
     series.parse_interval(interval)
     agg = params.choice_param(query, "agg", series.AGGREGATES, series.DEFAULT_AGGREGATE)
-    from_ms = params.timestamp_value(query.get("from"), name="from")
-    to_ms = params.timestamp_value(query.get("to"), name="to")
-    params.check_time_range(from_ms, to_ms)
+    from_ms = values.timestamp_value(query.get("from"), name="from")
+    to_ms = values.timestamp_value(query.get("to"), name="to")
+    values.check_time_range(from_ms, to_ms)
     if run_id is None or sensor_id is None:
         raise ValidationFailed("runId and sensorId are required")
     run = _run_or_404(run_id)
@@ -526,18 +535,17 @@ def sensor_series() -> Any:
 
 @route("/api/sensors/latest")
 def latest_readings() -> Any:
-    from chalicelib import run_stats
-
-    run_id = params.run_id_value(_query().get("runId"), source="runId")
+    run_id = values.run_id_value(_query().get("runId"), source="runId")
     if run_id is None:
         raise ValidationFailed("runId is required")
     run = _run_or_404(run_id)
-    store = deps.run_stats_store()
-    folded = store.fold(run, settle_ms=run_stats.settle_ms(get_settings()))
+    folded = _stats(run)
     if folded.complete:
         return folded.fold.latest_view(run, complete=True, final=folded.final, note=folded.note(run))
     # The fold holds the oldest readings only: the newest ones say what is latest.
-    newer, every_reading = store.newest(run)
+    from chalicelib import run_stats
+
+    newer, every_reading = deps.run_stats_store().newest(run)
     note = "the newest readings, read newest first" + (
         ""
         if every_reading
@@ -556,9 +564,7 @@ def run_readings_csv(run_id: str) -> Response:
     (reports.py), then `X-Next-Key` says where the next request goes on."""
     from chalicelib import reports
 
-    checked = params.run_id_value(run_id, source="the run id in the path")
-    assert checked is not None  # a path segment is never empty
-    run = _run_or_404(checked)
+    run = _path_run(run_id, source="the run id in the path")
     secret = get_settings().token_secret
     scope = fingerprint("readings.csv", run.id)
     start_key = decode_token(_query().get("nextKey"), scope, secret, Cursor)
@@ -575,7 +581,7 @@ def run_readings_csv(run_id: str) -> Response:
 def download_report() -> Response:
     from chalicelib import reports
 
-    run_id = params.run_id_value(_query().get("runId"), source="runId")
+    run_id = values.run_id_value(_query().get("runId"), source="runId")
     runs = reports.finished_runs(deps.run_repository(), get_settings().report_runs)
     body = reports.build_zip(deps.reading_repository(), runs, reports.Budget(), run_id)
     return reports.download(body, content_type=reports.ZIP_TYPE, filename=reports.report_filename())

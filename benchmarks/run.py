@@ -294,7 +294,7 @@ def measure_storage(client: Any, readings: int) -> dict[str, Any]:
 
 
 def _finished_run_items(count: int, offset: int) -> list[dict[str, Any]]:
-    from chalicelib.runs import Run, run_to_item
+    from chalicelib.run_shape import Run, run_to_item
 
     started = int(time.time() * 1000) - 400 * DAY * 1000
     return [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from chalicelib.errors import Forbidden
+from chalicelib.http_errors import Forbidden
 from chalicelib.settings import Settings
 
 HEADER = "x-api-key"

@@ -22,6 +22,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.loaders import Loader
 
+from chalicelib import retry
 from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ SERVICE = "dynamodb"
 CONFIG = Config(
     connect_timeout=2,
     read_timeout=5,
-    retries={"mode": "standard", "max_attempts": 4},
+    retries=dict(retry.SDK_RETRIES),
     tcp_keepalive=True,
     max_pool_connections=50,
 )

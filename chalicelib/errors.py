@@ -1,4 +1,8 @@
-"""Errors that become JSON responses: `{"error": code, "message": text, "details"?}`."""
+"""What the domain refuses, in its own words: no HTTP here.
+
+Repositories and domain modules raise these; the HTTP layer (`http_errors.py`) gives each
+class its status code and error code, and answers `{"error", "message", **extra, "details"?}`.
+"""
 
 from __future__ import annotations
 
@@ -9,99 +13,53 @@ class ConfigurationError(RuntimeError):
     """The environment holds a setting the app cannot use."""
 
 
-class ApiError(Exception):
-    status_code = 400
-    code = "BadRequest"
-    # Seconds the client should wait before sending the request again, when it should.
+class DomainError(Exception):
+    # Seconds the caller should wait before trying again, when it should.
     retry_after: int | None = None
 
     def __init__(self, message: str, *, details: Any = None, extra: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.details = details
-        # Top-level fields some clients read directly (e.g. currentRunning on 409).
+        # Facts some clients read directly (e.g. currentRunning when the run limit is reached).
         self.extra = extra or {}
 
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message, **self.extra}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
+
+class BadRequest(DomainError):
+    """A malformed value: a run id, a timestamp, a page token..."""
 
 
-class BadRequest(ApiError):
-    status_code = 400
-    code = "BadRequest"
+class ValidationFailed(DomainError):
+    """A request body or a combination of values that breaks the rules."""
 
 
-class ValidationFailed(ApiError):
-    status_code = 400
-    code = "ValidationError"
+class NotFound(DomainError):
+    pass
 
 
-class NotFound(ApiError):
-    status_code = 404
-    code = "NotFound"
+class RunLimitReached(DomainError):
+    pass
 
 
-class Forbidden(ApiError):
-    """A route that needs the admin API key, called without it (see admin_key.py)."""
-
-    status_code = 403
-    code = "Forbidden"
+class UserRunLimitReached(DomainError):
+    pass
 
 
-class Conflict(ApiError):
-    status_code = 409
-    code = "Conflict"
+class RunNotRunning(DomainError):
+    pass
 
 
-class RunLimitReached(ApiError):
-    status_code = 409
-    code = "RunLimitReached"
-
-
-class UserRunLimitReached(ApiError):
-    status_code = 409
-    code = "UserRunLimitReached"
-
-
-class RunNotRunning(ApiError):
-    status_code = 409
-    code = "RunNotRunning"
-
-
-class RequestInProgress(ApiError):
+class RequestInProgress(DomainError):
     """Another attempt of the same keyed request is running."""
 
-    status_code = 409
-    code = "RequestInProgress"
     retry_after = 1
 
 
-class IdempotencyKeyReused(ApiError):
-    status_code = 422
-    code = "IdempotencyKeyReused"
+class IdempotencyKeyReused(DomainError):
+    """The same Idempotency-Key sent with a different request."""
 
 
-class Unavailable(ApiError):
-    """DynamoDB kept refusing (throttling, contention): the client should retry."""
+class Unavailable(DomainError):
+    """DynamoDB kept refusing (throttling, contention): the caller should try again."""
 
-    status_code = 503
-    code = "ServiceUnavailable"
     retry_after = 1
-
-
-class MethodNotAllowed(ApiError):
-    status_code = 405
-    code = "MethodNotAllowed"
-
-
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    code = "PayloadTooLarge"
-
-
-class UnsupportedMediaType(ApiError):
-    status_code = 415
-    code = "UnsupportedMediaType"

@@ -24,7 +24,13 @@ from typing import Any
 
 from chalice.app import CORSConfig, Request, Response
 
-from chalicelib.errors import ApiError, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
+from chalicelib.http_errors import (
+    INTERNAL_ERROR_BODY,
+    Error,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from chalicelib.logs import logger
 from chalicelib.schemas import encode
 
@@ -122,7 +128,7 @@ def too_large(size: int | None = None) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body is {said}; the limit is {MAX_BODY_BYTES} bytes (1 MiB)")
 
 
-def refusal(request: Request, methods: Iterable[str]) -> tuple[ApiError, dict[str, str]] | None:
+def refusal(request: Request, methods: Iterable[str]) -> tuple[Error, dict[str, str]] | None:
     """Why this request must not reach its route (and the headers that go with it), if it must not."""
     declared = declared_size(request.headers)
     if declared is not None and declared > MAX_BODY_BYTES:
@@ -162,7 +168,7 @@ class HttpSurface:
         self,
         routes: Mapping[str, Mapping[str, Any]],
         cors: CorsPolicy,
-        answer_error: Callable[[ApiError], Response],
+        answer_error: Callable[[Error], Response],
     ):
         self._routes = routes
         self._cors = cors
@@ -184,7 +190,10 @@ class HttpSurface:
                 response = in_error_format(get_response(request))
             except Exception:
                 logger.exception("unhandled error")
-                body = encode({"error": "InternalError", "message": "internal error"})
-                response = Response(body=body, status_code=500, headers={"Content-Type": "application/json"})
+                response = Response(
+                    body=encode(INTERNAL_ERROR_BODY),
+                    status_code=500,
+                    headers={"Content-Type": "application/json"},
+                )
         self._cors.apply(response.headers, origin)
         return response

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from chalicelib import clock, metrics
 from chalicelib.errors import ValidationFailed
-from chalicelib.params import run_id_value, timestamp_value
 from chalicelib.readings import Chunk, Reading, ReadingRepository, new_nonce
+from chalicelib.run_shape import Run
 from chalicelib.run_status import RunStatusCache
-from chalicelib.runs import Run
 from chalicelib.schemas import DEFAULT_READING_TYPE, MEASUREMENT_FIELDS, ReadingIn
+from chalicelib.values import run_id_value, timestamp_value
 
 # DynamoDB numbers cannot be closer to zero than 1e-130; nothing a sensor sends is.
 _SMALLEST_MAGNITUDE = 1e-100

@@ -1,4 +1,4 @@
-"""The API's OpenAPI 3.1 document, built from the msgspec shapes in `schemas.py`.
+"""The API's OpenAPI 3.1 document, built from the msgspec shapes in `schemas.py` and `run_shape.py`.
 
 Request bodies and the run and reading objects are msgspec's own JSON Schema of
 the structs the app decodes and encodes (`msgspec.json.schema_components`), so a
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from chalicelib import clock, idempotency, run_stats, schemas, series
+from chalicelib import clock, idempotency, run_shape, run_stats, schemas, series
 
 PATH = "/api/openapi.json"
 VERSION = "0.1.0"
@@ -59,7 +59,7 @@ class CanStart(msgspec.Struct):
 
 
 class RunPage(msgspec.Struct):
-    items: list[schemas.RunView]
+    items: list[run_shape.RunView]
     count: int
     nextKey: str | None
 
@@ -100,7 +100,7 @@ class Error(msgspec.Struct):
 _STRUCTS: tuple[Any, ...] = (
     schemas.RunParams,
     schemas.FinishRunRequest,
-    schemas.RunView,
+    run_shape.RunView,
     schemas.ReadingsBody,
     schemas.ReadingView,
     Health,
@@ -535,7 +535,7 @@ def _operations() -> dict[str, dict[str, dict[str, Any]]]:
                 "parameters": [
                     _limit(RUNS_PAGE_LIMIT),
                     _query(
-                        "status", {"type": "string", "enum": list(schemas.RUN_STATUSES)}, "only this status"
+                        "status", {"type": "string", "enum": list(run_shape.RUN_STATUSES)}, "only this status"
                     ),
                     _query("user", _USER, "only this user's runs"),
                     _page_token("nextKey"),

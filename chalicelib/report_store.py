@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from chalicelib import clock
+from chalicelib import clock, retry
 from chalicelib.settings import get_settings
 
 # How long a download link works.
@@ -29,7 +29,7 @@ def _config(endpoint: str | None) -> Config:
     return Config(
         connect_timeout=2,
         read_timeout=10,
-        retries={"mode": "standard", "max_attempts": 4},
+        retries=dict(retry.SDK_RETRIES),
         signature_version="s3v4",
         # A local endpoint (moto on loopback) has no per-bucket host names.
         s3={"addressing_style": "path" if endpoint else "virtual"},

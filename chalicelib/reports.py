@@ -33,8 +33,9 @@ from chalice.app import Response
 
 from chalicelib import clock, run_stats
 from chalicelib.readings import Cursor, Reading, ReadingQuery, ReadingRepository
+from chalicelib.run_shape import TERMINAL_STATUSES, Run
 from chalicelib.run_stats import RunStatsFold
-from chalicelib.runs import TERMINAL_STATUSES, Run, RunRepository
+from chalicelib.runs import RunRepository
 
 READING_COLUMNS = ("sensorId", "type", "reading", "timestamp", "user")
 RUN_COLUMNS = (

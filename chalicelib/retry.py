@@ -13,9 +13,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
+# botocore's own retries (throttling, 5xx, dropped connections), for every client we make:
+# "standard" mode; max_attempts 4 means 4 retries, 5 attempts in all.
+SDK_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 4}
+# Ours, on top of them, for what botocore returns as success (see above).
 ATTEMPTS = 8
 _FIRST_PAUSE_SECONDS = 0.02
 _LONGEST_PAUSE_SECONDS = 1.0

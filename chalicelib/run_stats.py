@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import clock
 from chalicelib.readings import Cursor, Reading, ReadingQuery, ReadingRepository
-from chalicelib.runs import RUNNING, Run
+from chalicelib.run_shape import RUNNING, Run
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

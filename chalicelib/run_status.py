@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from chalicelib import clock
 from chalicelib.errors import NotFound, RunNotRunning
 from chalicelib.logs import logger
-from chalicelib.runs import RUNNING, Run, RunRepository
+from chalicelib.run_shape import RUNNING, Run
+from chalicelib.runs import RunRepository
 from chalicelib.schemas import RUN_ID_RE
 
 # Bounds memory if a client sprays random run ids.

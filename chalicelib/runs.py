@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 from chalicelib import clock, paging, retry
 from chalicelib.errors import NotFound, RunLimitReached, RunNotRunning, Unavailable, UserRunLimitReached
 from chalicelib.pagination import AttributeMap
+from chalicelib.run_shape import RUN_ENTITY, RUNNING, Attr, Run, item_to_run, run_to_item
 from chalicelib.tables import (
-    RUN_ENTITY,
     RUN_SLOTS_ID,
     RUNS,
     RUNS_BY_START_INDEX,
@@ -34,85 +34,18 @@ from chalicelib.tables import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-RUNNING = "RUNNING"
-TERMINAL_STATUSES = ("SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT")
 # The most runs one request lists: the RUNNING ones are at most the run limit, and a
 # list of the whole history (`/api/runs/all`, the report) shows the newest ones.
 MAX_LISTED_RUNS = 1000
 # The attribute where the request that ended a run leaves its token (see `end`).
 _END_TOKEN = "endToken"
-# The widest span of the run's reading chunks, as a level of readings.SPAN_LEVELS_MS
-# (see `ReadingRepository.prepare`): newest-first queries read that far past a page.
-_READING_SPAN = "readingSpanMs"
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    id: str
-    username: str
-    status: str
-    started_ms: int
-    duration: int
-    interval: int
-    sensor_ids: tuple[str, ...]
-    finished_ms: int | None = None
-    error_message: str | None = None
-    # None: not recorded (runs from before it was, imported runs): any span up to the largest.
-    reading_span_ms: int | None = None
-
-    def deadline_ms(self, grace_seconds: int) -> int:
-        return self.started_ms + (self.duration + grace_seconds) * 1000
-
-    def is_overdue(self, grace_seconds: int, now_ms: int) -> bool:
-        return self.status == RUNNING and now_ms > self.deadline_ms(grace_seconds)
+_READING_SPAN = Attr.READING_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class RunPage:
     runs: list[Run]
     last_key: AttributeMap | None
-
-
-def run_to_item(run: Run) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": {"S": run.id},
-        "entity": {"S": RUN_ENTITY},
-        "username": {"S": run.username},
-        "status": {"S": run.status},
-        "startedAt": {"S": clock.format_ms(run.started_ms)},
-        "duration": {"N": str(run.duration)},
-        "interval": {"N": str(run.interval)},
-        "sensorIds": {"L": [{"S": s} for s in run.sensor_ids]},
-    }
-    if run.finished_ms is not None:
-        item["finishedAt"] = {"S": clock.format_ms(run.finished_ms)}
-    if run.error_message is not None:
-        item["errorMessage"] = {"S": run.error_message}
-    if run.reading_span_ms is not None:
-        item[_READING_SPAN] = {"N": str(run.reading_span_ms)}
-    return item
-
-
-def item_to_run(item: dict[str, Any]) -> Run:
-    finished = item.get("finishedAt")
-    error = item.get("errorMessage")
-    return Run(
-        id=item["id"]["S"],
-        username=item["username"]["S"],
-        status=item["status"]["S"],
-        started_ms=clock.parse_iso_ms(item["startedAt"]["S"]),
-        duration=int(item["duration"]["N"]),
-        interval=int(item["interval"]["N"]),
-        sensor_ids=tuple(v["S"] for v in item.get("sensorIds", {}).get("L", [])),
-        finished_ms=clock.parse_iso_ms(finished["S"]) if finished else None,
-        error_message=error["S"] if error else None,
-        reading_span_ms=_reading_span(item),
-    )
-
-
-def _reading_span(item: dict[str, Any]) -> int | None:
-    span = item.get(_READING_SPAN)
-    return int(span["N"]) if span else None
 
 
 def _cancellation_codes(error: ClientError) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -22,15 +22,13 @@ _END = r"(?!\n)$"
 SENSOR_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}" + _END
 USER_PATTERN = r"^[A-Za-z0-9._@-]{1,64}" + _END
 TYPE_PATTERN = r"^[A-Za-z0-9_-]{1,32}" + _END
-# Any letter case; callers lower-case a run id once it matches (see params.run_id_value).
+# Any letter case; callers lower-case a run id once it matches (see values.run_id_value).
 RUN_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END
 RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 USER_RE = re.compile(USER_PATTERN)
 SENSOR_ID_RE = re.compile(SENSOR_ID_PATTERN)
 TYPE_RE = re.compile(TYPE_PATTERN)
 
-RunStatus = Literal["RUNNING", "SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT"]
-RUN_STATUSES: tuple[str, ...] = ("RUNNING", "SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT")
 
 SensorId = (
     Annotated[str, msgspec.Meta(pattern=SENSOR_ID_PATTERN)] | Annotated[int, msgspec.Meta(ge=0, le=10**15)]
@@ -69,27 +67,6 @@ class FinishRunRequest(msgspec.Struct):
     ] = "SUCCESS"
     errorMessage: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     message: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
-
-
-class RunParamsView(msgspec.Struct):
-    runId: str
-    sensorIds: list[str]
-    duration: int
-    interval: int
-
-
-class RunView(msgspec.Struct):
-    id: str
-    runId: str
-    username: str
-    status: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(RUN_STATUSES)})]
-    startedAt: str
-    finishedAt: str | None
-    duration: int
-    interval: int
-    params: RunParamsView
-    grafanaUrl: str
-    errorMessage: str | None
 
 
 # ---- readings -------------------------------------------------------------

@@ -24,7 +24,7 @@ import msgspec
 from chalicelib import clock
 from chalicelib.errors import BadRequest
 from chalicelib.readings import Cursor, ReadingQuery, ReadingRepository
-from chalicelib.runs import Run
+from chalicelib.run_shape import Run
 
 Aggregate = Literal["avg", "min", "max", "sum", "count"]
 AGGREGATES: tuple[Aggregate, ...] = ("avg", "min", "max", "sum", "count")

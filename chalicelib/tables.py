@@ -2,15 +2,15 @@
 deployment templates are all generated from.
 
 Runs
-    One item per run, keyed by ``id``. A second kind of item, ``RUN_SLOTS_ID``,
-    holds the number of RUNNING runs, and one per user (``user_slots_id``) that
-    user's; start/finish transactions move them, which is how the global and the
-    per-user limits hold under concurrency. A third kind, keyed
-    ``IDEMPOTENCY_PREFIX + <digest>``, remembers requests sent with an
+    One item per run, keyed by ``id``, its attributes named in ``run_shape.py``. A
+    second kind of item, ``RUN_SLOTS_ID``, holds the number of RUNNING runs, and one
+    per user (``user_slots_id``) that user's; start/finish transactions move them,
+    which is how the global and the per-user limits hold under concurrency. A third
+    kind, keyed ``IDEMPOTENCY_PREFIX + <digest>``, remembers requests sent with an
     ``Idempotency-Key`` (see ``idempotency.py``) and expires by TTL. A fourth, keyed
     ``run_stats.STATS_PREFIX + <runId>``, keeps the statistics fold of an ended run
-    (see ``run_stats.py``). The three
-    indexes are sparse (only run items carry their keys) and each serves one list.
+    (see ``run_stats.py``). The three indexes are sparse (only run items carry their
+    keys) and each serves one list.
 
 Readings
     No index: every index an item is in bills its write again. Key ``pk = <runId>``
@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.run_shape import Attr as RunAttr
 from chalicelib.settings import Settings
 
 KeyType = Literal["S", "N", "B"]
@@ -54,9 +55,6 @@ RUNS_BY_USER_INDEX = "runs-by-user"
 # The indexes older versions kept on the readings table; `make tables` drops them.
 RETIRED_READINGS_INDEXES = ("readings-by-run", "readings-by-sensor")
 
-# Partition value shared by all run items in RUNS_BY_START_INDEX (runs are few:
-# the whole history of the playground is one time-ordered list).
-RUN_ENTITY = "RUN"
 RUN_SLOTS_ID = "#running-slots"
 IDEMPOTENCY_PREFIX = "#request#"
 TTL_ATTRIBUTE = "expiresAt"
@@ -137,13 +135,19 @@ def _key_schema(partition_key: str, sort_key: str | None) -> list[dict[str, str]
 
 RUNS = TableDefinition(
     logical_name="runs",
-    partition_key="id",
+    partition_key=RunAttr.ID,
     sort_key=None,
-    attribute_types={"id": "S", "entity": "S", "status": "S", "username": "S", "startedAt": "S"},
+    attribute_types={
+        RunAttr.ID: "S",
+        RunAttr.ENTITY: "S",
+        RunAttr.STATUS: "S",
+        RunAttr.USERNAME: "S",
+        RunAttr.STARTED_AT: "S",
+    },
     indexes=(
-        Index(RUNS_BY_START_INDEX, "entity", "startedAt"),
-        Index(RUNS_BY_STATUS_INDEX, "status", "startedAt"),
-        Index(RUNS_BY_USER_INDEX, "username", "startedAt"),
+        Index(RUNS_BY_START_INDEX, RunAttr.ENTITY, RunAttr.STARTED_AT),
+        Index(RUNS_BY_STATUS_INDEX, RunAttr.STATUS, RunAttr.STARTED_AT),
+        Index(RUNS_BY_USER_INDEX, RunAttr.USERNAME, RunAttr.STARTED_AT),
     ),
     ttl_attribute=TTL_ATTRIBUTE,
 )

@@ -258,8 +258,8 @@ def test_throttling_that_outlasts_the_sdk_retries_is_503_with_retry_after(
 
 
 def test_fifty_concurrent_starts_under_transaction_conflicts_give_exactly_the_limit(dynamodb_faults):
-    from chalicelib import deps
-    from chalicelib.errors import ApiError
+    from chalicelib import deps, http_errors
+    from chalicelib.errors import DomainError
 
     runs = deps.run_repository()
     assert runs.max_concurrent_runs == RUN_LIMIT
@@ -270,8 +270,8 @@ def test_fifty_concurrent_starts_under_transaction_conflicts_give_exactly_the_li
         try:
             runs.start(username=f"u{i}", sensor_ids=["s"], duration=60, interval=1)
             return 201
-        except ApiError as error:
-            return error.status_code
+        except DomainError as error:
+            return http_errors.status_code(error)
 
     with ThreadPoolExecutor(50) as pool:
         answers = Counter(pool.map(start, range(50)))

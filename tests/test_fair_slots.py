@@ -57,8 +57,8 @@ def test_a_user_may_hold_at_most_max_runs_per_user_and_others_still_start(client
 def test_fifty_simultaneous_starts_from_a_few_users_keep_both_limits(dynamodb_faults, users):
     """2 users can hold 4 runs, under the run limit: only the per-user limit stops them;
     4 users could hold 8: the run limit stops them at 5."""
-    from chalicelib import deps
-    from chalicelib.errors import ApiError
+    from chalicelib import deps, http_errors
+    from chalicelib.errors import DomainError
 
     runs = deps.run_repository()
     barrier = threading.Barrier(50)
@@ -69,8 +69,8 @@ def test_fifty_simultaneous_starts_from_a_few_users_keep_both_limits(dynamodb_fa
             return runs.start(
                 username=f"user-{i % users}", sensor_ids=["s"], duration=60, interval=1
             ).username
-        except ApiError as error:
-            return error.code
+        except DomainError as error:
+            return http_errors.error_code(error)
 
     with ThreadPoolExecutor(50) as pool:
         answers = Counter(pool.map(start, range(50)))

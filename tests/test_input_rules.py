@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from chalicelib import clock, params, schemas
+from chalicelib import clock, params, schemas, values
 from chalicelib.errors import BadRequest, NotFound, ValidationFailed
 from tests.bad_inputs import NOT_EPOCH_MS, NOT_INTEGERS, UNKNOWN_RUN, run_id_lookalikes
 from tests.helpers import call, start_run
@@ -115,7 +115,7 @@ def test_run_id_lookalikes_are_refused_the_same_way_everywhere(client):
 def test_run_ids_are_lower_cased_wherever_they_enter():
     upper = UNKNOWN_RUN.upper().replace("0", "A")
     assert params.path_run_id(upper) == upper.lower()
-    assert params.run_id_value(upper, source="runId") == upper.lower()
+    assert values.run_id_value(upper, source="runId") == upper.lower()
 
 
 # ---- integers and epoch milliseconds are ASCII digits ----------------------------
@@ -140,7 +140,7 @@ def test_limit_1_0_is_400_and_10_is_fine(client):
 def test_a_timestamp_is_ascii_digits_or_strict_iso():
     for value in NOT_EPOCH_MS:
         with pytest.raises(BadRequest, match="must be ISO-8601 or epoch milliseconds"):
-            params.timestamp_value(value, name="from")
+            values.timestamp_value(value, name="from")
 
 
 def test_iso_parsing_takes_ascii_and_a_real_separator_only():
@@ -164,7 +164,7 @@ def test_iso_parsing_takes_ascii_and_a_real_separator_only():
         ("20231114T221320Z", T0),
         ("2023-11-14", T0 - (22 * 3600 + 13 * 60 + 20) * 1000),
     ):
-        assert params.timestamp_value(text, name="from") == epoch_ms, text
+        assert values.timestamp_value(text, name="from") == epoch_ms, text
 
 
 def test_a_reading_timestamp_in_full_width_digits_is_refused(client):

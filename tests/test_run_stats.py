@@ -471,7 +471,7 @@ def reading(sensor: str, kind: str, value: float, at: int) -> Any:
 
 
 def a_run(**changes: Any) -> Any:
-    from chalicelib.runs import Run
+    from chalicelib.run_shape import Run
 
     fields: dict[str, Any] = {
         "id": "r",

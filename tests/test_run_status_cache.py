@@ -15,8 +15,9 @@ import pytest
 from chalicelib import deps
 from chalicelib.aws import dynamodb_client
 from chalicelib.errors import RunNotRunning
+from chalicelib.run_shape import RUNNING
 from chalicelib.run_status import RunStatusCache
-from chalicelib.runs import RUNNING, RunRepository
+from chalicelib.runs import RunRepository
 from chalicelib.settings import get_settings
 
 # A little less than the bound: what "just before it elapses" means here.

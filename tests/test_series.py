@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from chalicelib import clock, series
+from chalicelib import clock, http_errors, series
 from chalicelib.errors import BadRequest
 from chalicelib.readings import Cursor, ReadingPage
 from tests.helpers import call, http, start_run
@@ -374,7 +374,7 @@ def test_no_reading_within_the_read_bound_is_a_400():
             interval="1s",
             agg="avg",
         )
-    assert raised.value.status_code == 400
+    assert http_errors.status_code(raised.value) == 400
 
 
 def test_points_outside_the_range_stay_out_of_the_buckets():

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from chalice.config import Config
     from chalice.local import LocalDevServer
 
-    from chalicelib.errors import ApiError
+    from chalicelib.http_errors import Error as ApiError
 
 LISTEN_BACKLOG = 256
 # What API Gateway itself accepts; a bigger body is not read at all.
@@ -53,18 +53,20 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
 
 def error_answer(error: ApiError, request_headers: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
     """Headers (with the API's CORS headers for the request's Origin) and JSON body of an error."""
+    from chalicelib import http_errors
     from chalicelib.http_surface import CorsPolicy
     from chalicelib.schemas import encode
     from chalicelib.settings import get_settings
 
     headers: dict[str, Any] = {"Content-Type": "application/json"}
     CorsPolicy(get_settings().cors_origins).apply(headers, _header(request_headers, "origin"))
-    return headers, encode(error.body()).encode()
+    return headers, encode(http_errors.body(error)).encode()
 
 
 def _gateway_class() -> type[Any]:
     from chalice.local import LocalGateway, RouteMatcher
 
+    from chalicelib import http_errors
     from chalicelib.errors import NotFound
 
     class ApiLocalGateway(LocalGateway):  # type: ignore[misc]
@@ -83,7 +85,7 @@ def _gateway_class() -> type[Any]:
                 error = NotFound(f"no route {method} {urlsplit(path).path}")
                 error_headers, error_body = error_answer(error, headers)
                 return {
-                    "statusCode": error.status_code,
+                    "statusCode": http_errors.status_code(error),
                     "headers": error_headers,
                     "multiValueHeaders": {},
                     "body": error_body,
@@ -97,6 +99,7 @@ def _gateway_class() -> type[Any]:
 def _handler_class() -> type[Any]:
     from chalice.local import ChaliceRequestHandler
 
+    from chalicelib import http_errors
     from chalicelib.errors import BadRequest
     from chalicelib.http_surface import MAX_BODY_BYTES, too_large
 
@@ -175,7 +178,7 @@ def _handler_class() -> type[Any]:
             headers, body = error_answer(error, dict(self.headers))
             headers["Connection"] = "close"
             self.close_connection = True
-            self._send_http_response(error.status_code, headers, body)
+            self._send_http_response(http_errors.status_code(error), headers, body)
 
         def _generic_handle(self) -> None:
             try:
@@ -194,7 +197,7 @@ def _handler_class() -> type[Any]:
             if code != 501:
                 super().send_error(code, message, explain)
                 return
-            from chalicelib.errors import MethodNotAllowed
+            from chalicelib.http_errors import MethodNotAllowed
 
             self._refuse(MethodNotAllowed(f"method {self.command} is not allowed"))
 

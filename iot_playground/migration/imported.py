@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 from chalicelib import retry
 from chalicelib.errors import Unavailable
 from chalicelib.readings import Chunk, Reading, ReadingRepository
-from chalicelib.runs import RUNNING, Run, RunRepository, run_to_item
+from chalicelib.run_shape import RUNNING, Run, run_to_item
+from chalicelib.runs import RunRepository
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -41,8 +41,8 @@ from rich.table import Table
 
 from chalicelib.params import ANONYMOUS
 from chalicelib.readings import Reading
-from chalicelib.runs import Run
-from chalicelib.schemas import DEFAULT_READING_TYPE, RUN_ID_RE, RUN_STATUSES
+from chalicelib.run_shape import RUN_STATUSES, Run
+from chalicelib.schemas import DEFAULT_READING_TYPE, RUN_ID_RE
 from chalicelib.settings import Settings, load_settings
 from iot_playground.common.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, progress_bar
 from iot_playground.common.endpoints import LOCAL_CREDENTIALS
