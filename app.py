@@ -53,6 +53,7 @@ app.api.binary_types = app_binary_types()
 _cors_config = CORSConfig(
     allow_origin=get_settings().cors_origins[0],
     allow_headers=["X-User", "X-Run-Id", idempotency.HEADER],
+    expose_headers=["Content-Disposition", "Retry-After", "X-Export-Complete", "X-Next-Key"],
     max_age=600,
 )
 # One origin or `*`: the gateway answers preflights. Several: the app does (see http_surface.py).

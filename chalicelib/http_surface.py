@@ -37,6 +37,7 @@ from chalicelib.schemas import encode
 MAX_BODY_BYTES = 1024 * 1024
 JSON_MEDIA_TYPE = "application/json"
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
+EXPOSE_HEADERS = "Access-Control-Expose-Headers"
 
 # Chalice's own error codes (its 405, 415, binary-Accept 400 and 500) in this API's words.
 _CHALICE_CODES = {
@@ -53,7 +54,12 @@ class CorsPolicy:
         self._any = origins == ("*",)
         # Allow-Headers, Max-Age (and whatever else the config sets) for preflights answered here.
         fixed = (config or CORSConfig()).get_access_control_headers()
-        self._preflight_headers = {name: value for name, value in fixed.items() if name != ALLOW_ORIGIN}
+        self._preflight_headers = {
+            name: value for name, value in fixed.items() if name not in (ALLOW_ORIGIN, EXPOSE_HEADERS)
+        }
+        # Headers a page on an allowed origin may read from answers (the download's file name,
+        # the export's continuation, Retry-After): browsers hide all but a few otherwise.
+        self._expose = fixed.get(EXPOSE_HEADERS)
 
     @property
     def gateway_preflight(self) -> bool:
@@ -78,6 +84,8 @@ class CorsPolicy:
         allowed = self.allow_origin(origin)
         if allowed is not None:
             headers[ALLOW_ORIGIN] = allowed
+            if self._expose:
+                headers[EXPOSE_HEADERS] = self._expose
         if not self._any:
             vary_name = next((n for n in headers if n.lower() == "vary"), "Vary")
             vary = str(headers.get(vary_name, ""))

@@ -267,14 +267,17 @@ swagger = CFNSwaggerGenerator().generate_swagger(app.app)
 options = {path: ops.get("options", {}).get("x-amazon-apigateway-integration", {}).get("type")
            for path, ops in swagger["paths"].items()}
 answers = {}
+exposed = {}
 with Client(app.app) as client:
     for origin in sys.argv[1:]:
         r = client.http.get("/api/health", headers={"Origin": origin})
         answers[origin] = [r.headers.get("Access-Control-Allow-Origin"), r.headers.get("Vary")]
+        exposed[origin] = r.headers.get("Access-Control-Expose-Headers")
 print(json.dumps({
     "options": options,
     "cors": sorted({str(e.cors is not None) for methods in routes.values() for e in methods.values()}),
     "answers": answers,
+    "exposed": exposed,
 }))
 """
 
@@ -311,6 +314,13 @@ def test_one_origin_keeps_api_gateways_preflight_several_get_the_lambdas():
         OTHER_ALLOWED: [OTHER_ALLOWED, "Origin"],
         NOT_ALLOWED: [None, "Origin"],
     }
+    # A page on an allowed origin may read a download's file name, an export's continuation
+    # and Retry-After, in both modes.
+    wanted = {"Content-Disposition", "Retry-After", "X-Export-Complete", "X-Next-Key"}
+    for probed, origins in ((single, [ALLOWED]), (several, [ALLOWED, OTHER_ALLOWED])):
+        for origin in origins:
+            assert set((probed["exposed"][origin] or "").split(",")) == wanted, probed["exposed"]
+    assert several["exposed"][NOT_ALLOWED] is None
 
 
 # ---- over HTTP: `make run` -----------------------------------------------------------------
