@@ -6,6 +6,9 @@
 (() => {
   const POLL_MS = 2000;
   const RUNS_REFRESH_MS = 10000;
+  // A running run's stats are folded afresh by each call (up to 5000 readings read): not
+  // on every poll.
+  const STATS_REFRESH_MS = 10000;
   const PAGE_LIMIT = 1000;
   // Each poll re-reads a few seconds back: readings of one instant may be stored out of order.
   const OVERLAP_MS = 5000;
@@ -71,6 +74,7 @@
       colors: new Map(), // sensorId -> colour, stable for the run
       cursor: null, // newest reading time seen
       count: 0,
+      statsAt: 0, // when the stats were last asked for (epoch ms)
       timer: null,
     };
   }
@@ -144,9 +148,12 @@
       await loadReadings(generation);
       if (generation !== state.generation) return;
       renderCharts();
-      const stats = await getJson(apiUrl(`api/runs/${encodeURIComponent(state.runId)}/stats`));
-      if (generation !== state.generation) return;
-      renderStats(stats);
+      if (run.status !== "RUNNING" || Date.now() - state.statsAt >= STATS_REFRESH_MS) {
+        state.statsAt = Date.now();
+        const stats = await getJson(apiUrl(`api/runs/${encodeURIComponent(state.runId)}/stats`));
+        if (generation !== state.generation) return;
+        renderStats(stats);
+      }
       say("");
       if (run.status === "RUNNING") schedule();
     } catch (error) {
