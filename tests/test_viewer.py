@@ -11,6 +11,7 @@ import pytest
 
 from app import app
 from chalicelib import grafana, viewer
+from tests.lambda_runtime_driver import api_event
 
 JSON = {"Content-Type": "application/json"}
 
@@ -76,35 +77,12 @@ def test_stage_prefix_is_what_precedes_the_route(path, resource, prefix):
     assert viewer.stage_prefix({"path": path, "resourcePath": resource}) == prefix
 
 
-def _api_gateway_event(path: str, resource: str, headers: dict[str, str]) -> dict[str, Any]:
-    return {
-        "resource": resource,
-        "path": path.removeprefix("/api") or "/",
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": "GET",
-            "path": path,
-            "stage": "api",
-            "requestId": "apigw-request-1",
-            "identity": {"sourceIp": "203.0.113.9"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
-
-
 def test_page_behind_an_api_gateway_stage_points_its_base_at_the_stage(aws):
     class Context:
         aws_request_id = "lambda-request-1"
 
-    event = _api_gateway_event("/api/", "/", {"Host": "abc.execute-api.eu-central-1.amazonaws.com"})
+    # Requested as /api/ on the gateway: resource "/" under the stage "api".
+    event = api_event("GET", "/", headers={"Host": "abc.execute-api.eu-central-1.amazonaws.com"})
     response = app(event, Context())
     assert response["statusCode"] == 200
     assert '<base href="/api/">' in response["body"]
