@@ -12,7 +12,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
 STAGE ?= dev
 
-.PHONY: install tools run test lint typecheck bench clean tables package package-tf policies openapi dashboard
+.PHONY: install tools run check test lint typecheck bench clean tables package package-tf policies openapi dashboard
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ $(TOOLS_STAMP): requirements-tools.txt
 
 tools: $(TOOLS_STAMP)
 
-# Deployment (see README "Deploy"): STAGE=dev|prod.
+# Deployment (docs/operations.md): STAGE=dev|prod.
 tables: $(STAMP)
 	$(CLI) tables --stage $(STAGE)
 
@@ -48,7 +48,7 @@ package-tf: $(STAMP)
 policies: $(STAMP)
 	$(CLI) policies
 
-# docs/openapi.json from the msgspec schemas (chalicelib/openapi.py); also served at GET /api/openapi.json.
+# docs/openapi.json from the msgspec schemas (iot_playground/openapi.py); served at GET /api/openapi.json.
 openapi: $(STAMP)
 	$(CLI) openapi
 
@@ -56,6 +56,8 @@ openapi: $(STAMP)
 dashboard: $(STAMP)
 	$(CLI) dashboard
 
+# The embedded MQTT broker's port (docs/mqtt.md), simulate --mqtt's default; other serves take a free one.
+run: export MQTT_PORT ?= 1883
 run: $(STAMP)
 	$(CLI) serve --port $(PORT)
 
@@ -66,10 +68,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The fast loop, under a minute: lint, types and the unit tests on moto (no test that starts a
+# process of its own: the local stack, a browser, PostgreSQL, mosquitto, the template checkers).
+check: $(STAMP) lint typecheck
+	$(BIN)/pytest -m "not e2e"
+
+# Everything, as CI runs it.
 test: $(STAMP) $(TOOLS_STAMP) lint typecheck
 	$(BIN)/pytest
 
-# The full benchmark (README "Performance"): tables on stdout, bench/results.json. Not part of
+# The full benchmark (docs/capacity.md): tables on stdout, bench/results.json. Not part of
 # `make test`, which runs it at tiny sizes (tests/test_bench.py).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

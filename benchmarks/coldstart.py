@@ -22,35 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks.lambda_event import api_event
+
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).with_name("coldstart_probe.py")
 ROUTE = "/api/runs/can-start"
-
-
-def api_event(method: str, resource: str) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event, as the deployed API sends it."""
-    headers = {"Host": "api.example", "Accept": "application/json", "X-Forwarded-Proto": "https"}
-    return {
-        "resource": resource,
-        "path": resource,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "path": f"/api{resource}",
-            "stage": "api",
-            "requestId": "c0ld-5tart",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
 
 
 def _probe(kind: str, env: Mapping[str, str], *args: str) -> dict[str, float]:

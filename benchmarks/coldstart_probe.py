@@ -14,21 +14,6 @@ import time
 started, started_cpu = time.perf_counter(), time.process_time()
 
 
-class Context:
-    """The attributes of Lambda's context object that the handlers read."""
-
-    function_name = "iot-playground-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-3:123456789012:function:iot-playground-bench"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/iot-playground-bench"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15_000
-
-
 def main() -> None:
     from typing import Any
 
@@ -49,6 +34,8 @@ def main() -> None:
     imported, imported_cpu = time.perf_counter(), time.process_time()
     import json  # both handlers have imported it by now
 
+    from benchmarks.lambda_event import Context
+
     with open(sys.argv[2], encoding="utf-8") as file:
         event = json.load(file)
     response = handler(event, Context())
@@ -60,8 +47,8 @@ def main() -> None:
 
 def client_only(kind: str) -> None:
     """Import an SDK and create a DynamoDB client: boto3's way, botocore's own, or the app's
-    (botocore with `chalicelib.aws.ServiceLoader`). Reports the import (as `init_ms`) and the
-    client's creation (as `first_request_ms`) apart."""
+    (chalicelib.parts.client: botocore with the app's config and hooks). Reports the import (as
+    `init_ms`) and the client's creation (as `first_request_ms`) apart."""
     if kind == "boto3":
         import boto3
 
@@ -75,10 +62,10 @@ def client_only(kind: str) -> None:
     else:
         import botocore.session  # what the app's client imports, timed as the import
 
-        from chalicelib import aws
+        from chalicelib.parts import client
 
         imported, imported_cpu = time.perf_counter(), time.process_time()
-        aws.create_client()
+        client("dynamodb", None)
     done, done_cpu = time.perf_counter(), time.process_time()
     report(started, imported, done, started_cpu, imported_cpu, done_cpu)
 

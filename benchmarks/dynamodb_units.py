@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.tables import ALL_TABLES, TableDefinition
+from chalicelib.tables import TABLES, Table
 
 KB = 1024
 WRITE_UNIT_BYTES = 1 * KB
@@ -86,15 +86,15 @@ def read_units(size: int, *, consistent: bool) -> float:
     return float(units) if consistent else units / 2
 
 
-def table_definition(table_name: str, names: Mapping[str, str]) -> TableDefinition:
-    """The definition of a physical table, given {logical name: physical name}."""
-    for definition in ALL_TABLES:
-        if names.get(definition.logical_name) == table_name:
+def table_definition(table_name: str, names: Mapping[str, str]) -> Table:
+    """The definition of a physical table, given {setting (RUNS_TABLE...): physical name}."""
+    for definition in TABLES:
+        if names.get(definition.setting) == table_name:
             return definition
     raise KeyError(f"{table_name} is none of the app's tables {dict(names)}")
 
 
-def indexes_holding(item: Item, definition: TableDefinition) -> list[str]:
+def indexes_holding(item: Item, definition: Table) -> list[str]:
     """The global secondary indexes an item appears in: those whose key attributes it has."""
     return [
         index.name
@@ -191,7 +191,7 @@ class Recorder:
         with self._lock:
             self.calls.append(call)
 
-    def _definition(self, table: str) -> TableDefinition:
+    def _definition(self, table: str) -> Table:
         return table_definition(table, self._names)
 
     def _entry(self, table: str, item: Item, transactional: bool = False) -> Written:

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import coldstart
+from benchmarks import coldstart, cost
 from benchmarks.dynamodb_units import STORAGE_OVERHEAD_BYTES, Call, Recorder, indexes_holding, item_size
+from benchmarks.lambda_event import Context, api_event
 from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
 from iot_playground.common.stages import Stage
 from iot_playground.deploy import prices
@@ -41,23 +43,15 @@ from iot_playground.local.local_stack import start_dynamodb
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
-BENCH_TABLES = {"runs": "iot-playground-runs-bench", "readings": "iot-playground-readings-bench"}
+BENCH_TABLES = {
+    f"{kind.upper()}_TABLE": f"iot-playground-{kind}-bench" for kind in ("runs", "readings", "idempotency")
+}
 USER = "bench"
 SENSORS = [f"sensor-{n}" for n in range(1, 101)]  # a run's most (100)
 DAY = 86_400
-MONTH_DAYS = 30
-
-# ---- assumptions of the cost model (each printed beside its figure) ------------------
-DYNAMODB_LATENCY_MS = 8.0  # per DynamoDB request from Lambda in-region (moto's is not AWS's)
-PLATFORM_LOG_BYTES = 290  # START, END and REPORT lines Lambda writes per invocation
-RUN_SENSORS = 100  # a run's sensors (the frontend's maximum)
 BATCH_SENSORS = 10  # sensors in a measured batch: a batch of 100 is 10 rounds of 10 sensors
 ROUND_MS = 1_000
-READINGS_PER_SENSOR_SECOND = 5  # the frontend's fastest interval, 200 ms
-RUN_HOURS = 1  # a run lasts an hour: a new run id, so new custom metrics, every hour
-STATUS_REREAD_CONTAINERS = 10  # warm containers per run, each re-reading its status every 2 s
-POLLING_PER_SECOND = 1  # one open tab per run polls can-start and running each second
-DAILY_VOLUMES = (10_000, 1_000_000, 100_000_000)
+# The cost model and its assumptions (each printed beside its figure): benchmarks/cost.py.
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +61,12 @@ class Sizes:
     warm_requests: int
     cold_runs: int
     client_runs: int
+    latest_readings: int  # readings of the RUNNING run `latest` reads
+    report_runs: tuple[int, int]  # finished runs in the report ZIP, readings each
 
 
-FULL = Sizes(
-    history=(10, 1_000, 10_000), batches=(25, 100, 500), warm_requests=100, cold_runs=10, client_runs=20
-)
-SMOKE = Sizes(history=(2, 5), batches=(25, 100, 500), warm_requests=4, cold_runs=1, client_runs=1)
+FULL = Sizes((10, 1_000, 10_000), (25, 100, 500), 100, 10, 20, 20_000, (20, 400))
+SMOKE = Sizes((2, 5), (25, 100, 500), 4, 1, 1, 1_000, (2, 40))
 
 
 # ---- the app, invoked as Lambda invokes it -------------------------------------------
@@ -123,60 +117,19 @@ class Invocation:
         return (self.seconds - self.aws_seconds) * 1000
 
 
-class Context:
-    function_name = "iot-playground-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:eu-west-3:123456789012:function:iot-playground-bench"
-    log_group_name = "/aws/lambda/iot-playground-bench"
-    log_stream_name = "bench"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15_000
-
-
-def api_event(
-    method: str,
-    resource: str,
-    body: Any = None,
-    headers: Mapping[str, str] | None = None,
-    path: Mapping[str, str] | None = None,
-    query: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    event = coldstart.api_event(method, resource)
-    all_headers = {**event["headers"], "Content-Type": "application/json", **(headers or {})}
-    concrete = resource
-    for name, value in (path or {}).items():
-        concrete = concrete.replace(f"{{{name}}}", value)
-    event.update(
-        path=concrete,
-        headers=all_headers,
-        multiValueHeaders={k: [v] for k, v in all_headers.items()},
-        pathParameters=dict(path) if path else None,
-        queryStringParameters=dict(query) if query else None,
-        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
-        body=None if body is None else json.dumps(body),
-    )
-    event["requestContext"].update(path=f"/api{concrete}", requestId=str(uuid.uuid4()))
-    return event
-
-
 class App:
     """The app imported here, with its stage's settings and the bench's tables."""
 
     def __init__(self, env: Mapping[str, str], reader: Any):
         os.environ.update(env)
         import app as module  # after the environment: settings are read at import
-        from chalicelib import aws, logs
+        from chalicelib.settings import logger
 
         self._handler = module.app
-        handler = logs.logger.registered_handler
+        handler = logger.registered_handler
         assert isinstance(handler, logging.StreamHandler)  # Powertools logs to stdout
         self._log_handler = handler
-        self.recorder = Recorder(aws.dynamodb_client(), BENCH_TABLES, reader)
+        self.recorder = Recorder(module.parts().dynamodb, BENCH_TABLES, reader)
 
     def invoke(self, method: str, resource: str, **kwargs: Any) -> Invocation:
         event = api_event(method, resource, **kwargs)
@@ -284,7 +237,7 @@ def measure_storage(client: Any, readings: int) -> dict[str, Any]:
     from chalicelib.tables import READINGS
 
     items: list[dict[str, Any]] = []
-    for page in client.get_paginator("scan").paginate(TableName=BENCH_TABLES["readings"]):
+    for page in client.get_paginator("scan").paginate(TableName=BENCH_TABLES["READINGS_TABLE"]):
         items.extend(page["Items"])
     stored = sum(
         (item_size(item) + STORAGE_OVERHEAD_BYTES) * (1 + len(indexes_holding(item, READINGS)))
@@ -294,11 +247,11 @@ def measure_storage(client: Any, readings: int) -> dict[str, Any]:
 
 
 def _finished_run_items(count: int, offset: int) -> list[dict[str, Any]]:
-    from chalicelib.run_shape import Run, run_to_item
+    from chalicelib.runs import Run
 
     started = int(time.time() * 1000) - 400 * DAY * 1000
     return [
-        run_to_item(
+        (
             Run(
                 id=str(uuid.UUID(int=offset + n + 1)),
                 username=f"user-{(offset + n) % 50}",
@@ -308,7 +261,7 @@ def _finished_run_items(count: int, offset: int) -> list[dict[str, Any]]:
                 interval=1,
                 sensor_ids=tuple(SENSORS[:BATCH_SENSORS]),
                 finished_ms=started + (offset + n) * 60_000 + 60_000,
-            )
+            ).item()
         )
         for n in range(count)
     ]
@@ -320,8 +273,8 @@ def add_history(client: Any, count: int, offset: int) -> None:
     for start in range(0, len(items), 25):
         pending = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
         while pending:
-            answer = client.batch_write_item(RequestItems={BENCH_TABLES["runs"]: pending})
-            pending = answer.get("UnprocessedItems", {}).get(BENCH_TABLES["runs"], [])
+            answer = client.batch_write_item(RequestItems={BENCH_TABLES["RUNS_TABLE"]: pending})
+            pending = answer.get("UnprocessedItems", {}).get(BENCH_TABLES["RUNS_TABLE"], [])
 
 
 READ_ROUTES: tuple[tuple[str, str, str, dict[str, str] | None], ...] = (
@@ -352,6 +305,81 @@ def measure_reads(app: App, client: Any, run_id: str, history: tuple[int, ...]) 
                 }
             )
     return rows
+
+
+def measure_latest(app: App, readings: int, clock: Clock) -> dict[str, Any]:
+    """`GET /api/sensors/latest` and `/stats` of a RUNNING run of `readings` readings (100 sensors)."""
+    run_id = app.start_run(SENSORS, user="bench-latest")
+    for start in range(0, readings, 500):
+        app.post(
+            run_id, _reading_body("batch", min(500, readings - start), clock, SENSORS), user="bench-latest"
+        )
+    rows = {}
+    for name, resource in (("latest", "/api/sensors/latest"), ("stats", "/api/runs/{run_id}/stats")):
+        query = {"runId": run_id} if name == "latest" else None
+        result = app.ok("GET", resource, query=query, path={"run_id": run_id})
+        rows[name] = {
+            "seconds": result.seconds,
+            "queries": sum(call.operation == "Query" for call in result.calls),
+            "items_read": sum(call.items_read for call in result.calls),
+            "complete": result.body["complete"],
+        }
+    app.ok("POST", "/api/runs/{run_id}/finish", path={"run_id": run_id}, body={"status": "SUCCESS"})
+    return {"readings": readings, **rows}
+
+
+def measure_report(runs: int, readings: int) -> dict[str, Any]:
+    """The report ZIP of `runs` finished runs of `readings` readings each, under `make run`
+    (`iot-playground serve`: chalice local behind its gateway, over the embedded DynamoDB)."""
+    import urllib.request
+
+    from iot_playground.local.local_stack import free_port, wait_for_http
+
+    port = free_port()
+    api, env = (
+        f"http://127.0.0.1:{port}",
+        {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **LOCAL_CREDENTIALS},
+    )
+    env |= {"MAX_CONCURRENT_RUNS": "50", "MAX_RUNS_PER_USER": "50"}
+    command = [sys.executable, "-m", "iot_playground", "serve", "--port", str(port), "--no-autoreload"]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def call(method: str, path: str, body: Any = None, **headers: str) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        wanted = {"Content-Type": "application/json", **headers}
+        with urllib.request.urlopen(
+            urllib.request.Request(api + path, data, wanted, method=method), timeout=60
+        ) as r:
+            return r.read(), dict(r.headers)
+
+    try:
+        wait_for_http(f"{api}/api/health", 60, server)
+        clock = Clock()
+        for n in range(runs):
+            body = {"sensorIds": SENSORS[:BATCH_SENSORS], "duration": 3600, "interval": 1}
+            run = json.loads(call("POST", "/api/runs/start", body, **{"X-User": f"bench-{n}"})[0])
+            for start in range(0, readings, 500):
+                batch = _reading_body("batch", min(500, readings - start), clock, SENSORS[:BATCH_SENSORS])
+                call("POST", "/api/sensors/data", batch, **{"X-Run-Id": run["id"]})
+            call("POST", f"/api/runs/{run['id']}/finish", {"status": "SUCCESS"})
+        seconds, complete = [], []
+        for _ in range(3):
+            started = time.perf_counter()
+            zipped, headers = call("GET", "/api/reports/download", **{"Accept": "application/zip"})
+            seconds.append(time.perf_counter() - started)
+            complete.append(headers.get("X-Export-Complete") == "true")
+        return {
+            "runs": runs,
+            "readings": readings,
+            "seconds": seconds,
+            "bytes": len(zipped),
+            "complete": all(complete),
+        }
+    finally:
+        server.terminate()
+        server.wait(15)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -393,7 +421,7 @@ def measure_warm(app: App, run_id: str, requests: int, clock: Clock) -> list[dic
     ]
 
 
-def metric_combinations(app: App, sensors: int, user: str) -> int:
+def metric_combinations(app: App, sensors: int, user: str) -> set[tuple[str, str, tuple[Any, ...]]]:
     """Distinct metric + dimension combinations one run's readings create, from the EMF
     documents the app writes for one round of `sensors` sensors (one type)."""
     run_id = app.start_run(SENSORS[:sensors], user=user)
@@ -407,9 +435,16 @@ def metric_combinations(app: App, sensors: int, user: str) -> int:
                     values = tuple((d, document[d]) for d in dimensions)
                     for metric in directive["Metrics"]:
                         combinations.add((directive["Namespace"], metric["Name"], values))
-        return len(combinations)
+        return combinations
     finally:
         app.ok("POST", "/api/runs/{run_id}/finish", path={"run_id": run_id}, body={"status": "SUCCESS"})
+
+
+def metric_counts(app: App, sensors: int) -> dict[str, int]:
+    """Custom metrics the app's EMF creates: those two runs (of two users) share live as long as
+    the stage; the others are each run's own."""
+    first, second = (metric_combinations(app, sensors, user=f"bench-metrics-{n}") for n in (1, 2))
+    return {"metrics_per_stage": len(first & second), "metrics_per_run": len(first - second)}
 
 
 def measure_package(stage: str, zip_path: Path | None) -> dict[str, Any]:
@@ -424,133 +459,48 @@ def measure_package(stage: str, zip_path: Path | None) -> dict[str, Any]:
     return {"stage": stage, "zipped_bytes": zipped, "unzipped_bytes": unzipped}
 
 
-# ---- the monthly cost model ---------------------------------------------------------------
+# ---- the monthly cost model (benchmarks/cost.py) with what was measured -----------------------
 
 
-def _line(item: str, cost: float, quantity: str, assumption: str) -> dict[str, Any]:
-    return {"item": item, "usd": round(cost, 2), "quantity": quantity, "assumption": assumption}
-
-
-def monthly_cost(
-    readings_per_day: int,
-    batch: int,
-    measured: dict[str, Any],
-    memory_mb: int,
-    ttl_days: int,
-) -> dict[str, Any]:
+def measured_facts(measured: dict[str, Any], memory_mb: int, ttl_days: int) -> cost.Facts:
     writes = {row["shape"]: row for row in measured["writes"]}
-    write = writes["single"] if batch == 1 else writes[f"batch of {batch}"]
     warm = {row["route"]: row for row in measured["warm"]}
-    route = (
-        "POST /api/sensors/data (1 reading)" if batch == 1 else f"POST /api/sensors/data (batch of {batch})"
+    newest = max(measured["history"])
+    reads = {row["route"]: row for row in measured["reads"] if row["finished_runs"] == newest}
+    polls = [warm[f"GET /api/runs/{route}"] for route in ("can-start", "running")]
+
+    def post(batch: int) -> cost.Post:
+        write = writes["single"] if batch == 1 else writes[f"batch of {batch}"]
+        route = warm[f"POST /api/sensors/data ({'1 reading' if batch == 1 else f'batch of {batch}'})"]
+        duration = math.ceil(route["overhead_median_ms"] + write["requests"] * cost.DYNAMODB_LATENCY_MS)
+        # Its items, plus DynamoDB's 100 B per item in the table and in each index holding it.
+        overhead = STORAGE_OVERHEAD_BYTES * write["items_written"] / batch * (1 + write["indexes_per_item"])
+        stored = write["item_bytes_per_reading"] + overhead
+        return cost.Post(batch, duration, route["log_bytes_median"], write["write_units_per_reading"], stored)
+
+    return cost.Facts(
+        posts={batch: post(batch) for batch in (1, 100)},
+        poll_ms=math.ceil(statistics.mean(r["overhead_median_ms"] for r in polls) + cost.DYNAMODB_LATENCY_MS),
+        poll_log_bytes=statistics.mean(r["log_bytes_median"] for r in polls),
+        poll_read_units=reads["can-start"]["read_units"] + reads["running"]["read_units"],
+        metrics_per_stage=measured["metrics"]["metrics_per_stage"],
+        metrics_per_run=measured["metrics"]["metrics_per_run"],
+        memory_mb=memory_mb,
+        ttl_days=ttl_days,
+        logs_queries_per_refresh=cost.DESIGN.logs_queries_per_refresh,
     )
-    reads = {
-        row["route"]: row for row in measured["reads"] if row["finished_runs"] == max(measured["history"])
-    }
-    readings = readings_per_day * MONTH_DAYS
-    requests = readings / batch
-    run_hours_per_day = max(
-        1, math.ceil(readings_per_day / (RUN_SENSORS * READINGS_PER_SENSOR_SECOND * 3600))
-    )
-    poll_requests = run_hours_per_day * MONTH_DAYS * 3600 * POLLING_PER_SECOND * 2
-    dynamodb_calls = write["requests"]
-    duration_ms = math.ceil(warm[route]["overhead_median_ms"] + dynamodb_calls * DYNAMODB_LATENCY_MS)
-    poll_ms = math.ceil(
-        statistics.mean(
-            warm[r]["overhead_median_ms"] for r in ("GET /api/runs/can-start", "GET /api/runs/running")
-        )
-        + DYNAMODB_LATENCY_MS
-    )
-    gb_seconds = (requests * duration_ms + poll_requests * poll_ms) / 1000 * memory_mb / 1024
-    write_units = readings * write["write_units_per_reading"]
-    status_reads = run_hours_per_day * MONTH_DAYS * 3600 / 2 * STATUS_REREAD_CONTAINERS
-    poll_read_units = (
-        run_hours_per_day
-        * MONTH_DAYS
-        * 3600
-        * POLLING_PER_SECOND
-        * (reads["can-start"]["read_units"] + reads["running"]["read_units"])
-    )
-    read_units = poll_read_units + status_reads * 1.0
-    # As this shape stores them: its items, plus DynamoDB's 100 B per item in the table and in
-    # each index holding it (the table as a whole, after all shapes, is in measured["storage"]).
-    stored_per_reading = write["item_bytes_per_reading"] + STORAGE_OVERHEAD_BYTES * write[
-        "items_written"
-    ] / write["readings"] * (1 + write["indexes_per_item"])
-    stored_gb = readings_per_day * ttl_days * stored_per_reading / 1e9
-    log_bytes = requests * (warm[route]["log_bytes_median"] + PLATFORM_LOG_BYTES) + poll_requests * (
-        statistics.mean(
-            warm[r]["log_bytes_median"] for r in ("GET /api/runs/can-start", "GET /api/runs/running")
-        )
-        + PLATFORM_LOG_BYTES
-    )
-    metric_hours = run_hours_per_day * MONTH_DAYS * measured["metrics_per_run"] * RUN_HOURS
-    metric_months = metric_hours / prices.HOURS_PER_MONTH
-    lines = [
-        _line(
-            "API Gateway REST",
-            (requests + poll_requests) / 1e6 * prices.API_GATEWAY_REST.usd,
-            f"{requests + poll_requests:,.0f} requests",
-            f"{requests:,.0f} posts + {poll_requests:,.0f} polls (one tab per run, can-start and running "
-            f"each second); {prices.API_GATEWAY_REST.note}",
-        ),
-        _line(
-            "Lambda requests",
-            (requests + poll_requests) / 1e6 * prices.LAMBDA_REQUESTS.usd,
-            f"{requests + poll_requests:,.0f} invocations",
-            "one invocation per API request",
-        ),
-        _line(
-            "Lambda compute",
-            gb_seconds * prices.LAMBDA_GB_SECOND.usd,
-            f"{gb_seconds:,.0f} GB-s",
-            f"{memory_mb} MB x ({duration_ms} ms a post, {poll_ms} ms a poll): measured warm overhead + "
-            f"{DYNAMODB_LATENCY_MS:g} ms per DynamoDB request (assumed in-region latency)",
-        ),
-        _line(
-            "DynamoDB writes",
-            write_units / 1e6 * prices.DYNAMODB_WRITE.usd,
-            f"{write_units:,.0f} WRU",
-            f"{write['write_units_per_reading']:g} WRU a reading, measured from the items written "
-            f"(table + {write['indexes_per_item']:g} indexes)",
-        ),
-        _line(
-            "DynamoDB reads",
-            read_units / 1e6 * prices.DYNAMODB_READ.usd,
-            f"{read_units:,.0f} RRU",
-            f"polling ({reads['can-start']['read_units']:g} + {reads['running']['read_units']:g} RRU, "
-            "measured) "
-            f"and run-status re-reads ({STATUS_REREAD_CONTAINERS} containers a run, every 2 s, 1 RRU)",
-        ),
-        _line(
-            "DynamoDB storage",
-            stored_gb * prices.DYNAMODB_STORAGE.usd,
-            f"{stored_gb:,.2f} GB",
-            f"{ttl_days} days of readings (READING_TTL_DAYS) x {stored_per_reading:.0f} B a reading, "
-            "measured for this body (items + 100 B per table and index entry); no free tier counted",
-        ),
-        _line(
-            "CloudWatch Logs ingestion",
-            log_bytes / 1e9 * prices.CLOUDWATCH_LOGS_INGESTION.usd,
-            f"{log_bytes / 1e9:,.2f} GB",
-            f"measured log + EMF bytes a request ({warm[route]['log_bytes_median']:.0f} B a post) + "
-            f"{PLATFORM_LOG_BYTES} B of Lambda START/END/REPORT lines (assumed)",
-        ),
-        _line(
-            "CloudWatch custom metrics",
-            prices.tiered(metric_months, prices.CLOUDWATCH_CUSTOM_METRICS),
-            f"{metric_months:,.1f} metric-months",
-            f"{measured['metrics_per_run']} metric+dimension combinations a run (measured from its EMF, "
-            f"{RUN_SENSORS} sensors, one type); a run lasts {RUN_HOURS} h, so {run_hours_per_day} run-hours "
-            f"a day at {READINGS_PER_SENSOR_SECOND} readings a sensor a second",
-        ),
-    ]
-    return {
-        "readings_per_day": readings_per_day,
-        "batch": batch,
-        "lines": lines,
-        "total_usd": round(sum(line["usd"] for line in lines), 2),
-    }
+
+
+def facts_against_design(facts: cost.Facts) -> list[tuple[str, float, float]]:
+    """(fact, as measured, as docs/cost.md assumes it): where the app and the document differ."""
+    rows = []
+    for batch in (1, 100):
+        measured, designed = facts.posts[batch], cost.DESIGN.posts[batch]
+        for name in ("write_units_per_reading", "stored_bytes_per_reading", "log_bytes", "duration_ms"):
+            rows.append((f"{name}, {batch} a post", getattr(measured, name), getattr(designed, name)))
+    for name in ("poll_ms", "poll_log_bytes", "poll_read_units", "metrics_per_stage", "metrics_per_run"):
+        rows.append((name, getattr(facts, name), getattr(cost.DESIGN, name)))
+    return rows
 
 
 # ---- orchestration and output ----------------------------------------------------------
@@ -562,8 +512,7 @@ def stage_env(stage: Stage, endpoint: str) -> dict[str, str]:
         "AWS_REGION": LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
         **stage.environment,
         "STAGE": "bench",
-        "RUNS_TABLE": BENCH_TABLES["runs"],
-        "READINGS_TABLE": BENCH_TABLES["readings"],
+        **BENCH_TABLES,
         "PAGINATION_TOKEN_SECRET": "bench-secret-of-at-least-thirty-two-chars",
         "DYNAMODB_ENDPOINT": endpoint,
         "AWS_LAMBDA_FUNCTION_NAME": "iot-playground-bench",
@@ -574,7 +523,7 @@ def stage_env(stage: Stage, endpoint: str) -> dict[str, str]:
 @contextlib.contextmanager
 def dynamodb(stage: Stage) -> Iterator[tuple[str, dict[str, str]]]:
     from chalicelib.settings import load_settings
-    from iot_playground.deploy.tables_admin import ensure_tables
+    from iot_playground.deploy.guards import ensure_tables
 
     endpoint, stop = start_dynamodb()
     env = stage_env(stage, endpoint)
@@ -605,10 +554,7 @@ def run(sizes: Sizes, stage_name: str, package_zip: Path | None, progress: Any =
         app = App(env, side_client)
         clock = Clock()
         run_id = app.start_run(SENSORS)
-        # Steady state: the run's status cached, and its record of the widest chunk span
-        # (widened once or twice in a run's life, by its first batches) already as wide as
-        # the batches measured: 20 rounds of 10 sensors, chunks spanning 10 s.
-        app.post(run_id, _reading_body("batch", 200, clock, SENSORS[:BATCH_SENSORS]))
+        app.post(run_id, _reading_body("batch", 200, clock, SENSORS[:BATCH_SENSORS]))  # steady state
         progress("writes per reading")
         results["writes"] = measure_writes(app, run_id, sizes.batches, clock)
         results["storage"] = measure_storage(
@@ -617,30 +563,36 @@ def run(sizes: Sizes, stage_name: str, package_zip: Path | None, progress: Any =
         # Warm before the history grows: moto's answers slow down with table size, the app's work does not.
         progress(f"warm requests ({sizes.warm_requests} per route)")
         results["warm"] = measure_warm(app, run_id, sizes.warm_requests, clock)
-        results["metrics_per_run"] = metric_combinations(app, RUN_SENSORS, user="bench-metrics")
+        results["metrics"] = metric_counts(app, cost.RUN_SENSORS)
         progress("reads per call with history " + ", ".join(f"{n:,}" for n in sizes.history))
         results["reads"] = measure_reads(app, side_client, run_id, sizes.history)
+        progress(f"latest and stats of a RUNNING run of {sizes.latest_readings:,} readings")
+        results["latest"] = measure_latest(app, sizes.latest_readings, clock)
         progress(f"cold starts again, with {sizes.history[-1]:,} finished runs in history")
         results["cold_start_history"] = coldstart.compare(probe_env, sizes.cold_runs)
         app.ok("POST", "/api/runs/{run_id}/finish", path={"run_id": run_id}, body={"status": "SUCCESS"})
         app.recorder.close()
+    progress("the report ZIP of {} finished runs of {} readings, under make run".format(*sizes.report_runs))
+    results["report"] = measure_report(*sizes.report_runs)
     progress("package")
     results["package"] = measure_package(stage_name, package_zip)
-    results["cost"] = [
-        monthly_cost(volume, batch, results, memory_mb, ttl_days)
-        for volume in DAILY_VOLUMES
-        for batch in (1, 100)
-    ]
+    facts = measured_facts(results, memory_mb, ttl_days)
+    volumes = cost.DAILY_VOLUMES
+    results["cost"] = [cost.app_bill(volume, batch, facts) for volume in volumes for batch in (1, 100)]
+    results["fargate"] = [cost.fargate_bill(volume, ttl_days) for volume in volumes]
+    results["crossover"] = {batch: cost.crossover(batch, facts) for batch in (1, 100)}
+    results["facts_against_design"] = facts_against_design(facts)
     results["prices"] = {"region": prices.REGION, "as_of": prices.AS_OF}
     results["assumptions"] = {
-        "dynamodb_latency_ms": DYNAMODB_LATENCY_MS,
-        "platform_log_bytes": PLATFORM_LOG_BYTES,
-        "run_sensors": RUN_SENSORS,
-        "readings_per_sensor_second": READINGS_PER_SENSOR_SECOND,
-        "run_hours": RUN_HOURS,
-        "month_days": MONTH_DAYS,
+        "dynamodb_latency_ms": cost.DYNAMODB_LATENCY_MS,
+        "platform_log_bytes": cost.PLATFORM_LOG_BYTES,
+        "run_sensors": cost.RUN_SENSORS,
+        "readings_per_sensor_second": cost.READINGS_PER_SENSOR_SECOND,
+        "run_hours": cost.RUN_HOURS,
+        "month_days": cost.MONTH_DAYS,
         "memory_mb": memory_mb,
         "reading_ttl_days": ttl_days,
+        "dashboard_hours_per_day": cost.DASHBOARD_HOURS_PER_DAY,
     }
     return results
 
@@ -706,6 +658,20 @@ def render(results: dict[str, Any]) -> str:
             f"| {name} | {row['init_ms']:.0f} ms | {row['first_request_ms']:.0f} ms | "
             f"{row['total_ms']:.0f} ms | {row['cpu_ms']:.0f} ms |"
         )
+    latest = results["latest"]
+    add(f"\n## A RUNNING run of {latest['readings']:,} readings (100 sensors)\n")
+    add("| route | Query calls | items read | time | complete |")
+    add("|---|---|---|---|---|")
+    for name in ("latest", "stats"):
+        row = latest[name]
+        took = f"{row['seconds'] * 1000:.0f} ms"
+        add(f"| {name} | {row['queries']} | {row['items_read']:,} | {took} | {row['complete']} |")
+    report = results["report"]
+    times = ", ".join(f"{s:.2f} s" for s in report["seconds"])
+    add(
+        f"\nReport ZIP of {report['runs']} finished runs of {report['readings']} readings under `make run`:"
+        f" {times} (three downloads), {report['bytes'] / 1024:.0f} KiB, complete: {report['complete']}\n"
+    )
     package = results["package"]
     add(f"\n## Package ({package['stage']})\n")
     add(
@@ -727,6 +693,27 @@ def render(results: dict[str, Any]) -> str:
         for line in scenario["lines"]:
             add(f"| {line['item']} | {line['quantity']} | {line['usd']:,.2f} | {line['assumption']} |")
         add("")
+    add("### The design it replaces: Fargate + ALB + RDS, always on (docs/cost.md has its assumptions)\n")
+    add(
+        "| readings a day | "
+        + " | ".join(f"{bill['readings_per_day']:,}" for bill in results["fargate"])
+        + " |"
+    )
+    add("|---|" + "---|" * len(results["fargate"]))
+    add("| USD a month | " + " | ".join(f"{bill['total_usd']:,.2f}" for bill in results["fargate"]) + " |")
+    for batch, found in results["crossover"].items():
+        sent = "singly" if batch == 1 else f"in batches of {batch}"
+        where = (
+            f"from about {found[0]:,.0f} readings a day" if found else "at no volume up to 1 billion a day"
+        )
+        add(f"\nSent {sent}, this API costs more than the Fargate design {where}.")
+    add(
+        "\n### Measured against docs/cost.md's facts (benchmarks/cost.py DESIGN): rewrite it if they differ\n"
+    )
+    add("| fact | measured | docs/cost.md |")
+    add("|---|---|---|")
+    for name, measured, designed in results["facts_against_design"]:
+        add(f"| {name} | {round(measured, 2):,g} | {round(designed, 2):,g} |")
     return "\n".join(out)
 
 

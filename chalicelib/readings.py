@@ -1,643 +1,284 @@
-"""Reading repository: readings are stored as chunks, one DynamoDB item per chunk.
+"""Readings: one plain DynamoDB item per reading, read back in the order and pages DynamoDB gives.
 
-Layout (see `tables.py` for the write-unit arithmetic): partition ``pk`` is the run
-id (``NO_RUN`` for readings without a run); sort key ``sk`` is
-``<ISO ms time of the chunk's first reading>#<sensorId>#<type>#<digest>``. A chunk
-holds the readings of one (run, sensor, type, user) from one request, sorted by
-time, at most `CHUNK_SPAN_MS` apart from its first and at most `MAX_CHUNK_BYTES`
-of item size, packed into the binary attribute ``d``.
+An item is what any DynamoDB tool reads (console, PartiQL, an S3 export, an IoT rule): `runId`,
+`sensorId`, `type`, `reading` (a number), `timestamp` (ISO) and `at` (epoch ms), `user`,
+`expiresAt` (TTL, from arrival). Key: partition `pk` the run id (without a run: `sensor#<id>`,
+each sensor its own partition); sort key `sk` "<ISO ms time>#<sensorId>#<type>#<digest>". `#`
+sorts before every character of an id or a type, so `sk` order is (time, sensor, type): exact
+time order, oldest or newest first (`ScanIndexForward`).
 
-Every write is safe to repeat. The digest is taken over the chunk's whole content
-(run, sensor, type, user, every timestamp, value and arrival nonce), and chunking is
-deterministic, so an SDK retry or a client re-sending the same reading or batch
-writes the same items to the same keys again: stored once. Different content never
-shares a key.
+The digest is of the reading's content (run, sensor, type, user, time, value): the same reading
+sent again, alone or in any batch, lands on its own key and is stored once. A reading stamped on
+arrival adds its nonce to the content: two equal sends are two readings.
 
-Queries read a run's partition in ``sk`` order and put the readings back into exact
-(timestamp, sensor, type, chunk, position) order, emitting a reading only once no
-chunk still unread could hold one that sorts before it (see `_Scan`).
+Reads go through `Stream`: one partition, one Query call at a time, each taken from a `Budget`;
+it says where it stopped (`next_key`, DynamoDB's own key) or that it read everything.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
-import secrets
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from botocore.exceptions import ClientError
 
-from chalicelib import clock, paging, retry
-from chalicelib.errors import BadRequest, Unavailable
-from chalicelib.tables import NO_RUN, TTL_ATTRIBUTE
+from chalicelib.schemas import BadRequest, ReadingView, Unavailable, attempts, format_ms
+from chalicelib.tables import TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+Key = dict[str, Any]
 BATCH_WRITE_LIMIT = 25
-# A chunk's readings are at most this far apart from its first. A reading at time x
-# lives in a chunk whose sk time t0 has x - CHUNK_SPAN_MS <= t0 <= x: that is what a
-# query widens its key range by, and how far past a page a newest-first query reads.
-CHUNK_SPAN_MS = 10_000
-# Chunk spans as a run records them (Run.reading_span_ms), rounded up to one of these, so a
-# run's record widens a couple of times at most. A newest-first query shows a reading once
-# no unread chunk can hold a later one: chunks of single readings (span 0, all the frontend
-# sends) need no look past the page at all, however many there are.
-SPAN_LEVELS_MS = (0, 1_000, CHUNK_SPAN_MS)
-# Item size (DynamoDB's way: attribute names plus values) a chunk stays within: one
-# write unit (1 KB) with room to spare.
-MAX_CHUNK_BYTES = 1000
-# Chunks read per Query call: the first call reads what the page needs, later calls more.
-MIN_CHUNKS_PER_CALL = 32
-MAX_CHUNKS_PER_CALL = 1000
-# Sorts after '#', so "<to timestamp>~" includes every chunk of that millisecond.
-_KEY_END = "~"
-_ISO_LENGTH = len("2000-01-01T00:00:00.000Z")
+PAGE_READINGS = 1000  # the most one Query call reads
+FILTERED_READ_LIMIT = 200  # the least a page's first call reads when a filter may drop most of it
+MAX_QUERY_CALLS = 3  # per request of `GET /api/sensors/data`
+PAST_RUNS = ["~"]  # a sensor walk's position once every run is read: the sensor's own partition
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(msgspec.Struct, frozen=True):
     sensor_id: str
     type: str
     value: float
     timestamp_ms: int
     run_id: str | None
     user: str
-    # Set for readings stamped on arrival: two sends of equal content are then two readings.
-    nonce: str = ""
+    nonce: str = ""  # set for readings stamped on arrival
+    stored_sk: str = ""  # the key of a reading read from the table (its nonce is not stored)
+
+    @property
+    def pk(self) -> str:
+        return self.run_id or f"sensor#{self.sensor_id}"
+
+    @property
+    def sk(self) -> str:
+        if self.stored_sk:
+            return self.stored_sk
+        content = [
+            self.run_id,
+            self.sensor_id,
+            self.type,
+            self.user,
+            self.timestamp_ms,
+            repr(self.value),
+            self.nonce,
+        ]
+        digest = hashlib.blake2b(msgspec.json.encode(content), digest_size=8).hexdigest()
+        return f"{format_ms(self.timestamp_ms)}#{self.sensor_id}#{self.type}#{digest}"
+
+    def item(self, expires_at: int | None) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": self.pk},
+            "sk": {"S": self.sk},
+            "sensorId": {"S": self.sensor_id},
+            "type": {"S": self.type},
+            "reading": {"N": repr(self.value)},
+            "timestamp": {"S": format_ms(self.timestamp_ms)},
+            "at": {"N": str(self.timestamp_ms)},
+            "user": {"S": self.user},
+        }
+        if self.run_id is not None:
+            item["runId"] = {"S": self.run_id}
+        if expires_at is not None:
+            item[TTL_ATTRIBUTE] = {"N": str(expires_at)}
+        return item
+
+    def view(self) -> ReadingView:
+        at = format_ms(self.timestamp_ms)
+        return ReadingView(self.sensor_id, self.type, self.value, at, self.run_id, self.user)
+
+    @staticmethod
+    def from_item(item: dict[str, Any]) -> Reading:
+        run, value, at = item.get("runId"), float(item["reading"]["N"]), int(item["at"]["N"])
+        run_id = run["S"] if run else None
+        return Reading(
+            item["sensorId"]["S"],
+            item["type"]["S"],
+            value,
+            at,
+            run_id,
+            item["user"]["S"],
+            "",
+            item["sk"]["S"],
+        )
 
 
-def new_nonce() -> str:
-    return secrets.token_hex(8)
+class Budget(msgspec.Struct):
+    """The Query calls one request may still spend on reading, and until when (monotonic)."""
+
+    calls: int
+    deadline: float = math.inf
+
+    def take(self) -> bool:
+        self.calls -= 1
+        return self.calls >= 0 and time.monotonic() < self.deadline
 
 
-@dataclass(frozen=True, slots=True)
-class ReadingQuery:
+class ReadingQuery(msgspec.Struct, frozen=True):
     run_id: str | None = None
     sensor_id: str | None = None
     type: str | None = None
     from_ms: int | None = None
     to_ms: int | None = None
-    order: Literal["asc", "desc"] = "desc"
-
-
-def span_level(span_ms: int) -> int:
-    return next(level for level in SPAN_LEVELS_MS if span_ms <= level)
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """One item to write: `count` readings of `run_id`, spanning `span_ms` (as a level)."""
-
-    item: dict[str, Any]
-    count: int
-    run_id: str | None
-    span_ms: int
+    ascending: bool = False
 
 
 class Cursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
-    """Where a reading query goes on from (the payload of its signed `nextKey`).
-
-    `pk`: the partition being read (None: a sensor-only walk between partitions).
-    `runs_after`: a sensor-only walk's position in the runs-by-start index
-    ([startedAt, id] of the last run taken; ["-"] once past every run).
-    `sk`: the chunk to read again from (inclusive). `last`: the order key of the
-    last reading shown; readings at or before it (in the query's order) are skipped.
-    """
+    """Where a readings list goes on (a signed `nextKey`): partition `pk` after `sk`; a sensor
+    walk also keeps its place among the runs ([startedAt, runId] of the last, or PAST_RUNS)."""
 
     pk: str | None
-    runs_after: list[str] | None
     sk: str | None
-    last: tuple[int, str, str, str, int] | None
-    span: int = CHUNK_SPAN_MS  # the widest chunk span of partition `pk`
+    runs_after: list[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ReadingPage:
-    readings: list[Reading]
-    last_key: Cursor | None
+RunFinder = Callable[[str, list[str] | None], tuple[list[tuple[list[str], str]], list[str] | None]]
+"""(sensor, position) -> ([([startedAt, run id], run id)] newest first, next position or None)."""
 
 
-RunFinder = Callable[[str, list[str] | None], tuple[list[tuple[str, str, int | None]], list[str] | None]]
-"""(sensor id, position) -> ([(startedAt, run id, reading span or None)] newest first, next
-position or None): one Query of the runs that declared the sensor (see
-RunRepository.runs_with_sensor)."""
+class Stream:
+    """One partition's readings in `sk` order, a Query call at a time while the budget lasts.
 
+    `want`: how many the caller means to take (a call reads one more, to know whether any follow);
+    None: as many as the budget reads. After iterating, `next_key` is where to go on (None:
+    nothing left), also when the caller stopped among a call's items."""
 
-def _number(value: float) -> str:
-    # repr round-trips a float exactly.
-    return repr(float(value))
+    def __init__(self, client: Any, table: str, pk: str, query: ReadingQuery, budget: Budget, **start: Any):
+        self._client, self._budget, self._want = client, budget, start.get("want")
+        self.next_key: Key | None = start.get("after")
+        self.complete = False
+        names, values, condition = {"#pk": "pk"}, {":pk": {"S": pk}}, "#pk = :pk"
+        low = format_ms(query.from_ms) if query.from_ms is not None else None
+        high = format_ms(query.to_ms) + "~" if query.to_ms is not None else None  # "~" sorts after "#"
+        if low or high:  # never reversed: from > to is a 400 where they come in
+            names["#sk"] = "sk"
+            values |= {name: {"S": bound} for name, bound in ((":low", low), (":high", high)) if bound}
+            condition += " AND #sk " + (
+                "BETWEEN :low AND :high" if low and high else ">= :low" if low else "<= :high"
+            )
+        filters = []
+        for name, value in (("sensorId", query.sensor_id), ("type", query.type)):
+            if value is not None and not (name == "sensorId" and pk.startswith("sensor#")):
+                names[f"#{name}"], values[f":{name}"] = name, {"S": value}
+                filters.append(f"#{name} = :{name}")
+        self._request: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": query.ascending,
+        }
+        if filters:
+            self._request["FilterExpression"] = " AND ".join(filters)
 
-
-# ---- chunks --------------------------------------------------------------------
-
-
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").replace(".", "").lstrip("0")
-    digits = digits.split("e")[0].split("E")[0].rstrip("0")
-    return (len(digits) + 1) // 2 + 1
-
-
-def item_size(item: dict[str, Any]) -> int:
-    """An item's size as DynamoDB bills it: per attribute, its name plus its value
-    (S: UTF-8 bytes; B: bytes; N: 1 byte per two significant digits, plus 1)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        ((kind, data),) = value.items()
-        if kind == "S":
-            size += len(data.encode())
-        elif kind == "B":
-            size += len(data)
-        elif kind == "N":
-            size += _number_size(str(data))
-        else:  # pragma: no cover - readings use no other types
-            raise ValueError(f"no size rule for {kind}")
-    return size
-
-
-def write_units(item: dict[str, Any], indexes: int = 0) -> int:
-    """Write units of one put: 1 per KB (rounded up), for the table and each index carrying it."""
-    return -(-item_size(item) // 1024) * (1 + indexes)
-
-
-def _pack(timestamps: Sequence[int], values: Sequence[float]) -> bytes:
-    """Flat msgpack [dt, value, dt, value, ...]; dt from the previous reading (the first from firstAt)."""
-    flat: list[int | float] = []
-    previous = timestamps[0]
-    for at, value in zip(timestamps, values, strict=True):
-        flat += (at - previous, float(value))
-        previous = at
-    return msgspec.msgpack.encode(flat)
-
-
-def _unpack(first_ms: int, data: bytes) -> list[tuple[int, float]]:
-    flat = msgspec.msgpack.decode(data)
-    out: list[tuple[int, float]] = []
-    at = first_ms
-    for position in range(0, len(flat), 2):
-        at += int(flat[position])
-        out.append((at, float(flat[position + 1])))
-    return out
-
-
-def chunk_digest(readings: Sequence[Reading]) -> str:
-    first = readings[0]
-    content = [
-        first.run_id or NO_RUN,
-        first.sensor_id,
-        first.type,
-        first.user,
-        [[r.timestamp_ms, _number(r.value), r.nonce] for r in readings],
-    ]
-    return hashlib.blake2b(msgspec.json.encode(content), digest_size=8).hexdigest()
-
-
-def group_readings(readings: Iterable[Reading]) -> list[list[Reading]]:
-    """Readings by (run, sensor, type, user), each group sorted by time (then value,
-    nonce): the same readings always give the same groups, in the same order."""
-    groups: dict[tuple[str, str, str, str], list[Reading]] = {}
-    for r in readings:
-        groups.setdefault((r.run_id or NO_RUN, r.sensor_id, r.type, r.user), []).append(r)
-    return [sorted(groups[key], key=lambda r: (r.timestamp_ms, r.value, r.nonce)) for key in sorted(groups)]
+    def __iter__(self) -> Iterator[Reading]:
+        taken, calls = 0, 0
+        while not self.complete and self._budget.take():
+            wanted = PAGE_READINGS if self._want is None else self._want + 1 - taken
+            if "FilterExpression" in self._request and self._want is not None:
+                # A filter may drop most of what a call reads: FILTERED_READ_LIMIT, then whole pages.
+                wanted = max(wanted, FILTERED_READ_LIMIT if calls == 0 else PAGE_READINGS)
+            calls += 1
+            start = {"ExclusiveStartKey": self.next_key} if self.next_key else {}
+            response = self._client.query(**self._request, Limit=min(wanted, PAGE_READINGS), **start)
+            for item in response.get("Items", []):
+                self.next_key, taken = {"pk": item["pk"], "sk": item["sk"]}, taken + 1
+                yield Reading.from_item(item)
+            self.next_key = response.get("LastEvaluatedKey")
+            self.complete = self.next_key is None
 
 
 class ReadingRepository:
     def __init__(self, client: DynamoDBClient, table_name: str, ttl_days: int):
-        self._client = client
-        self._table = table_name
-        self._ttl_seconds = ttl_days * 86_400
+        self._client, self._table, self._ttl_seconds = client, table_name, ttl_days * 86_400
 
-    # ---- writes ------------------------------------------------------------
+    def write(self, readings: Sequence[Reading]) -> int:
+        """Store the readings, one PutItem or 25 per BatchWriteItem; how many were stored.
 
-    def chunk_item(
-        self, readings: Sequence[Reading], key_suffix: str | None = None, expires_at: int | None = None
-    ) -> dict[str, Any]:
-        """The item of one chunk: readings of one (run, sensor, type, user), sorted by time."""
-        first, last = readings[0], readings[-1]
-        suffix = key_suffix or chunk_digest(readings)
-        timestamps = [r.timestamp_ms for r in readings]
-        item: dict[str, Any] = {
-            "pk": {"S": first.run_id or NO_RUN},
-            "sk": {"S": f"{clock.format_ms(first.timestamp_ms)}#{first.sensor_id}#{first.type}#{suffix}"},
-            "sensorId": {"S": first.sensor_id},
-            "type": {"S": first.type},
-            "user": {"S": first.user},
-            "firstAt": {"N": str(first.timestamp_ms)},
-            "lastAt": {"N": str(last.timestamp_ms)},
-            "n": {"N": str(len(readings))},
-            "d": {"B": _pack(timestamps, [r.value for r in readings])},
-        }
-        if expires_at is not None:
-            item[TTL_ATTRIBUTE] = {"N": str(expires_at)}
-        elif self._ttl_seconds:
-            # TTL counts from arrival, so late or back-dated readings still live their full span.
-            item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self._ttl_seconds)}
-        return item
-
-    def prepare(self, readings: Iterable[Reading]) -> list[Chunk]:
-        """The chunks these readings are written as; a run's record of its widest span
-        must cover theirs before they are written (see Run.reading_span_ms)."""
-        return [
-            Chunk(
-                self.chunk_item(chunk),
-                len(chunk),
-                chunk[0].run_id,
-                span_level(chunk[-1].timestamp_ms - chunk[0].timestamp_ms),
-            )
-            for chunk in self.chunks(readings)
-        ]
-
-    def chunks(self, readings: Iterable[Reading]) -> list[list[Reading]]:
-        """Per (run, sensor, type, user), readings in time order split where the span or
-        the item size would exceed CHUNK_SPAN_MS or MAX_CHUNK_BYTES. Deterministic."""
-        out: list[list[Reading]] = []
-        for group in group_readings(readings):
-            start = 0
-            while start < len(group):
-                end = start + 1
-                while (
-                    end < len(group) and group[end].timestamp_ms - group[start].timestamp_ms <= CHUNK_SPAN_MS
-                ):
-                    if item_size(self.chunk_item(group[start : end + 1])) > MAX_CHUNK_BYTES:
-                        break
-                    end += 1
-                out.append(group[start:end])
-                start = end
-        return out
-
-    def put(self, reading: Reading) -> None:
-        self.write(self.prepare([reading]))
-
-    def put_many(self, readings: Sequence[Reading]) -> int:
-        return self.write(self.prepare(readings))
-
-    def write(self, chunks: Sequence[Chunk]) -> int:
-        """Write the chunks, one PutItem or 25 per BatchWriteItem; returns how many readings were stored.
-
-        Unconditional: a chunk's key is its content, so writing it again (an SDK retry, a
-        re-send) rewrites the same chunk and never overwrites another. If DynamoDB keeps
-        refusing, Unavailable says how many readings were stored; a re-send of the same
-        request makes the same chunks and stores the rest."""
-        if len(chunks) == 1:
-            self._client.put_item(TableName=self._table, Item=chunks[0].item)
-            return chunks[0].count
-        total = sum(chunk.count for chunk in chunks)
+        Unconditional: a reading's key is its content, so writing it again writes the same item.
+        When DynamoDB keeps refusing, the 503 says how many were stored; a re-send of the same
+        request stores the rest."""
+        expires = int(time.time()) + self._ttl_seconds if self._ttl_seconds else None
+        items = [reading.item(expires) for reading in readings]
+        if len(items) == 1:
+            self._client.put_item(TableName=self._table, Item=items[0])
+            return 1
         stored = 0
-        try:
-            for start in range(0, len(chunks), BATCH_WRITE_LIMIT):
-                part = chunks[start : start + BATCH_WRITE_LIMIT]
-                pending = self._write_pending([{"PutRequest": {"Item": chunk.item}} for chunk in part])
-                refused = {item["sk"]["S"] for item in (p["PutRequest"]["Item"] for p in pending)}
-                stored += sum(chunk.count for chunk in part if chunk.item["sk"]["S"] not in refused)
-                if pending:
+        for start in range(0, len(items), BATCH_WRITE_LIMIT):
+            pending: Any = [
+                {"PutRequest": {"Item": item}} for item in items[start : start + BATCH_WRITE_LIMIT]
+            ]
+            for _ in attempts():
+                try:
+                    answer = self._client.batch_write_item(RequestItems={self._table: pending})
+                except Unavailable:
+                    if not stored:
+                        raise
                     break
-        except ClientError as error:
-            if not retry.is_transient(error):
-                raise
-        if stored < total:
-            raise Unavailable(
-                f"DynamoDB is busy: {stored} of {total} readings stored; send the request again",
-                details={"stored": stored, "notStored": total - stored},
-            )
-        return total
+                unprocessed = answer.get("UnprocessedItems", {}).get(self._table, [])
+                stored, pending = stored + len(pending) - len(unprocessed), unprocessed
+                if not pending:
+                    break
+            if pending:
+                raise Unavailable(
+                    f"DynamoDB is busy: {stored} of {len(items)} readings stored; send the request again",
+                    details={"stored": stored, "notStored": len(items) - stored},
+                )
+        return stored
 
-    def _write_pending(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One BatchWriteItem with its unprocessed items retried; returns those never written."""
-        pending = requests
-        for _ in retry.attempts():
-            response = self._client.batch_write_item(RequestItems={self._table: pending})  # type: ignore[dict-item]
-            pending = list(response.get("UnprocessedItems", {}).get(self._table, []))  # type: ignore[arg-type]
-            if not pending:
-                break
-        return pending
+    def stream(self, query: ReadingQuery, budget: Budget, **start: Any) -> Stream:
+        """A run's readings (query.run_id), or a sensor's own ones without a run; `after`, `want`."""
+        return Stream(
+            self._client, self._table, query.run_id or f"sensor#{query.sensor_id}", query, budget, **start
+        )
 
-    # ---- queries -----------------------------------------------------------
-
-    def query(
-        self,
-        query: ReadingQuery,
-        *,
-        limit: int,
-        start_key: Cursor | None,
-        runs: RunFinder | None = None,
-        span_ms: int | None = None,
-    ) -> ReadingPage:
-        """In exact time order (newest or oldest first); bounded work per call: at most
-        paging.MAX_QUERY_CALLS Query calls (see `_Scan` for the one exception).
-
-        With a run id, that run's partition; with only a sensor id, the runs that declared
-        the sensor, newest run first (found through `runs`), then the readings without a
-        run, each partition's readings in the query's order. `span_ms`: the run's
-        `reading_span_ms` (None: not recorded, any span up to CHUNK_SPAN_MS)."""
-        if query.run_id is None and query.sensor_id is None:  # pragma: no cover - the route requires one
-            raise ValueError("a reading query needs a run id or a sensor id")
-        if query.from_ms is not None and query.to_ms is not None and query.from_ms > query.to_ms:
-            return ReadingPage([], None)
-        if start_key is not None:
-            _check_cursor(start_key, query)
-        budget = _Budget()
-        if query.run_id is not None:
-            span = CHUNK_SPAN_MS if span_ms is None else span_ms
-            scan = _Scan(self._client, self._table, query, query.run_id, start_key, budget, span)
-            found = scan.read(limit)
-            return ReadingPage(found, scan.cursor(None))
-        return self._sensor_walk(query, limit, start_key, runs, budget)
-
-    def _sensor_walk(
-        self,
-        query: ReadingQuery,
-        limit: int,
-        start_key: Cursor | None,
-        runs: RunFinder | None,
-        budget: _Budget,
-    ) -> ReadingPage:
-        assert query.sensor_id is not None
-        cursor = start_key
-        position: list[str] | None = cursor.runs_after if cursor else None
-        partition: str | None = cursor.pk if cursor else None
-        span = cursor.span if cursor else CHUNK_SPAN_MS
-        queue: list[tuple[str, str, int | None]] = []  # runs found but not read yet
-        no_more_runs = False  # the last look at the runs found every one left
-        found: list[Reading] = []
-        while True:
-            if partition is None:
-                if queue:
-                    started, partition, recorded = queue.pop(0)
-                    position, cursor = [started, partition], None
-                    span = CHUNK_SPAN_MS if recorded is None else recorded
-                elif position == [NO_RUN]:
-                    return ReadingPage(found, None)
-                elif no_more_runs:
-                    partition, position, cursor, span = NO_RUN, [NO_RUN], None, CHUNK_SPAN_MS
+    def page(
+        self, query: ReadingQuery, limit: int, cursor: Cursor | None, find_runs: RunFinder
+    ) -> tuple[list[Reading], Cursor | None]:
+        """`GET /api/sensors/data`: one page in at most MAX_QUERY_CALLS calls. A run's readings in
+        time order; a sensor's alone: each run that declared it, newest run first, then its
+        readings without a run, each partition in time order."""
+        budget, own = Budget(MAX_QUERY_CALLS), f"sensor#{query.sensor_id}"
+        pk, sk, after = (cursor.pk, cursor.sk, cursor.runs_after) if cursor else (query.run_id, None, None)
+        if cursor is not None and (
+            (cursor.pk != query.run_id or after is not None)
+            if query.run_id
+            else (after is None or (pk == own) != (after == PAST_RUNS))
+        ):
+            raise BadRequest("nextKey is not a valid pagination token for this query")
+        queued: list[tuple[list[str], str]] = []
+        more_runs = query.run_id is None and after != PAST_RUNS
+        found: list[tuple[Reading, list[str] | None]] = []  # each with its run's place in the walk
+        while len(found) <= limit:
+            if pk is None:
+                if queued:
+                    after, pk = queued.pop(0)
+                elif not more_runs:
+                    if after == PAST_RUNS or query.run_id:
+                        break
+                    pk, after = own, PAST_RUNS  # then the sensor's readings without a run
+                elif budget.take():
+                    queued, position = find_runs(query.sensor_id or "", after)
+                    more_runs, after = position is not None, after if queued else position or after
                     continue
-                elif runs is None or not budget.take():
-                    if runs is None:  # no run list to walk: only the readings without a run
-                        partition, position, cursor, span = NO_RUN, [NO_RUN], None, CHUNK_SPAN_MS
-                        continue
-                    return ReadingPage(found, Cursor(None, position, None, None, CHUNK_SPAN_MS))
                 else:
-                    taken, more = runs(query.sensor_id, position)
-                    queue, no_more_runs = list(taken), more is None
-                    if not queue and more is None:
-                        partition, position, cursor, span = NO_RUN, [NO_RUN], None, CHUNK_SPAN_MS
-                    elif not queue:
-                        position = more
-                    # else: a later turn takes them; `more` is found again after the last one
-                    continue
-            scan = _Scan(self._client, self._table, query, partition, cursor, budget, span)
-            found += scan.read(limit - len(found))
-            if scan.has_more():
-                return ReadingPage(found, scan.cursor(position))
-            # This partition is done: on to the next run (or the end).
-            partition, cursor = None, None
-            if position == [NO_RUN]:
-                return ReadingPage(found, None)
-            if len(found) >= limit and budget.spent():
-                # Full page; whether anything follows is for the next request to find.
-                return ReadingPage(found, Cursor(None, position, None, None, CHUNK_SPAN_MS))
-
-
-def _check_cursor(cursor: Cursor, query: ReadingQuery) -> None:
-    """A signed cursor that is not one of this query's is a 400, never a DynamoDB error."""
-    walk = cursor.runs_after
-    if query.run_id is not None:
-        ok = cursor.pk == query.run_id and walk is None and cursor.sk is not None
-    elif cursor.pk is None:
-        ok = walk is not None and cursor.sk is None and cursor.last is None
-    else:
-        ok = walk is not None and cursor.sk is not None and walk[-1] == cursor.pk
-    if walk is not None and not (walk == [NO_RUN] or (len(walk) == 2 and _is_iso(walk[0]))):
-        ok = False
-    if cursor.sk is not None and not _is_iso(cursor.sk[:_ISO_LENGTH]):
-        ok = False
-    if cursor.span not in SPAN_LEVELS_MS:
-        ok = False
-    if not ok:
-        raise BadRequest("nextKey is not a valid pagination token for this query")
-
-
-def _is_iso(text: str) -> bool:
-    try:
-        clock.parse_iso_ms(text)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass(slots=True)
-class _Budget:
-    """Query calls left for this request."""
-
-    calls: int = paging.MAX_QUERY_CALLS
-    made: int = 0
-
-    def take(self) -> bool:
-        if self.made >= self.calls:
-            return False
-        self.made += 1
-        return True
-
-    def spent(self) -> bool:
-        return self.made >= self.calls
-
-
-OrderKey = tuple[int, str, str, str, int]
-
-
-@dataclass(slots=True)
-class _Scan:
-    """One partition read in sk order, readings emitted in exact order.
-
-    A chunk's readings are at or after its sk time t0 and at most `span_ms` after it
-    (the partition's widest chunk). Oldest first, a loaded reading x is emitted once
-    x < t0 of the next chunk not yet loaded; newest first, once x - span_ms > that t0;
-    or when no chunk is left. The cursor keeps the sk of the first loaded chunk (in the query's order) that
-    still holds a reading not emitted, and the order key of the last reading emitted.
-    """
-
-    client: Any
-    table: str
-    query: ReadingQuery
-    pk: str
-    start: Cursor | None
-    budget: _Budget
-    span_ms: int
-    pending: list[tuple[OrderKey, Reading]] = field(default_factory=list)  # heap, in emit order
-    last: OrderKey | None = None
-    last_evaluated: dict[str, Any] | None = None
-    exhausted: bool = False
-    started: bool = False
-    calls_here: int = 0
-
-    def __post_init__(self) -> None:
-        if self.start is not None:
-            self.last = tuple(self.start.last) if self.start.last else None  # type: ignore[assignment]
-
-    @property
-    def ascending(self) -> bool:
-        return self.query.order == "asc"
-
-    def _request(self) -> dict[str, Any] | None:
-        q = self.query
-        low = clock.format_ms(max(0, q.from_ms - CHUNK_SPAN_MS)) if q.from_ms is not None else None
-        high = clock.format_ms(q.to_ms) + _KEY_END if q.to_ms is not None else None
-        if self.start is not None and self.start.sk is not None:
-            if self.ascending:
-                low = max(low, self.start.sk) if low is not None else self.start.sk
-            else:
-                high = min(high, self.start.sk) if high is not None else self.start.sk
-        names = {"#pk": "pk"}
-        values: dict[str, Any] = {":pk": {"S": self.pk}}
-        condition = "#pk = :pk"
-        if low is not None and high is not None:
-            if low > high:
-                return None
-            condition += " AND #sk BETWEEN :low AND :high"
-        elif low is not None:
-            condition += " AND #sk >= :low"
-        elif high is not None:
-            condition += " AND #sk <= :high"
-        if low is not None or high is not None:
-            names["#sk"] = "sk"
-        if low is not None:
-            values[":low"] = {"S": low}
-        if high is not None:
-            values[":high"] = {"S": high}
-        filters = []
-        if q.sensor_id is not None:
-            names["#sensor"], values[":sensor"] = "sensorId", {"S": q.sensor_id}
-            filters.append("#sensor = :sensor")
-        if q.type is not None:
-            names["#type"], values[":type"] = "type", {"S": q.type}
-            filters.append("#type = :type")
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": self.ascending,
-        }
-        if filters:
-            request["FilterExpression"] = " AND ".join(filters)
-        return request
-
-    def _frontier(self) -> int | None:
-        """t0 of the next chunk not yet loaded, as far as known (None: no chunk left)."""
-        if self.exhausted or self.last_evaluated is None:
-            return None
-        return clock.parse_iso_ms(self.last_evaluated["sk"]["S"][:_ISO_LENGTH])
-
-    def _emittable(self, key: OrderKey) -> bool:
-        if not self.started:
-            return False
-        frontier = self._frontier()
-        if frontier is None:
-            return True
-        return key[0] < frontier if self.ascending else key[0] - self.span_ms > frontier
-
-    def _heap_key(self, key: OrderKey) -> Any:
-        return key if self.ascending else _Reverse(key)
-
-    def _load(self, wanted: int) -> bool:
-        """One more Query call, if the budget allows; False when it does not."""
-        request = self._request()
-        if request is None:
-            self.started, self.exhausted = True, True
-            return True
-        if not self.budget.take():
-            return False
-        minimum = paging.FILTERED_READ_LIMIT if "FilterExpression" in request else MIN_CHUNKS_PER_CALL
-        request["Limit"] = min(MAX_CHUNKS_PER_CALL, max(wanted + 1, minimum) * 4**self.calls_here)
-        if self.last_evaluated is not None:
-            request["ExclusiveStartKey"] = self.last_evaluated
-        self.calls_here += 1
-        response = self.client.query(**request)
-        self.started = True
-        for item in response.get("Items", []):
-            self._add_chunk(item)
-        self.last_evaluated = response.get("LastEvaluatedKey")
-        self.exhausted = self.last_evaluated is None
-        return True
-
-    def _add_chunk(self, item: dict[str, Any]) -> None:
-        q = self.query
-        sk = item["sk"]["S"]
-        sensor, kind, user = item["sensorId"]["S"], item["type"]["S"], item["user"]["S"]
-        if (q.sensor_id is not None and sensor != q.sensor_id) or (q.type is not None and kind != q.type):
-            return
-        run_id = None if self.pk == NO_RUN else self.pk
-        for position, (at, value) in enumerate(_unpack(int(item["firstAt"]["N"]), item["d"]["B"])):
-            if (q.from_ms is not None and at < q.from_ms) or (q.to_ms is not None and at > q.to_ms):
-                continue
-            key: OrderKey = (at, sensor, kind, sk, position)
-            if self.last is not None and (key <= self.last if self.ascending else key >= self.last):
-                continue
-            heapq.heappush(
-                self.pending,
-                (self._heap_key(key), Reading(sensor, kind, value, at, run_id, user)),  # type: ignore[arg-type]
+                    return [r for r, _ in found], Cursor(None, None, after)
+                sk = None
+            start = {"pk": {"S": pk}, "sk": {"S": sk}} if sk else None
+            stream = Stream(
+                self._client, self._table, pk, query, budget, after=start, want=limit - len(found)
             )
-
-    def _pop(self) -> tuple[OrderKey, Reading]:
-        heap_key, reading = heapq.heappop(self.pending)
-        key = heap_key.key if isinstance(heap_key, _Reverse) else heap_key
-        return key, reading
-
-    def _peek_key(self) -> OrderKey:
-        heap_key = self.pending[0][0]
-        return heap_key.key if isinstance(heap_key, _Reverse) else heap_key
-
-    def read(self, limit: int) -> list[Reading]:
-        """Up to `limit` readings in order, and enough further to know whether more follow."""
-        out: list[Reading] = []
-        while True:
-            while self.pending and len(out) < limit and self._emittable(self._peek_key()):
-                key, reading = self._pop()
-                out.append(reading)
-                self.last = key
-            if self.started and self.exhausted:
-                return out
-            if len(out) >= limit and self.pending:
-                return out  # something follows
-            starved = self.pending and not out and self.budget.spent()
-            if starved and self.budget.calls < paging.MAX_QUERY_CALLS_STARVED:
-                # Nothing could be shown yet: a few more calls rather than a page that
-                # makes no progress (see README, "Bounded work per request").
-                self.budget.calls += 1
-            if not self._load(limit - len(out)):
-                return out
-
-    def has_more(self) -> bool:
-        return bool(self.pending) or not (self.started and self.exhausted)
-
-    def cursor(self, runs_after: list[str] | None) -> Cursor | None:
-        if not self.has_more():
-            return None
-        if self.pending:
-            sks = [key[3] for key in (self._unwrap(entry[0]) for entry in self.pending)]
-            sk = min(sks) if self.ascending else max(sks)
-        elif self.last_evaluated is not None:
-            sk = self.last_evaluated["sk"]["S"]
-        elif self.start is not None and self.start.sk is not None:  # not read yet: the same place again
-            sk = self.start.sk
-        else:  # not read yet, from the first chunk in the query's order
-            sk = clock.format_ms(0) if self.ascending else clock.format_ms(clock.LATEST_MS) + _KEY_END
-        return Cursor(self.pk, runs_after, sk, self.last, self.span_ms)
-
-    @staticmethod
-    def _unwrap(heap_key: Any) -> OrderKey:
-        return heap_key.key if isinstance(heap_key, _Reverse) else heap_key  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class _Reverse:
-    """Heap order for newest first."""
-
-    key: OrderKey
-
-    def __lt__(self, other: _Reverse) -> bool:
-        return self.key > other.key
+            found += ((reading, after) for reading in islice(stream, limit + 1 - len(found)))
+            if not stream.complete and len(found) <= limit:  # the budget ran out in this partition
+                return [r for r, _ in found], Cursor(
+                    pk, stream.next_key["sk"]["S"] if stream.next_key else None, after
+                )
+            pk = None
+        if len(found) > limit:
+            last, position = found[limit - 1]
+            return [r for r, _ in found[:limit]], Cursor(last.pk, last.sk, position)
+        return [r for r, _ in found], None

@@ -1,403 +1,505 @@
-"""Run repository: every state change is a DynamoDB transaction or conditional write.
+"""Simulation runs: the run, its item and JSON view, its storage, and the service that moves
+runs through their states (start, finish, interrupt, time out) and remembers their status.
 
-Invariant: the slot item's ``running`` equals the number of RUNNING runs and never
-exceeds the limit. Starting a run increments it in the same transaction that
-creates the run, conditioned on the limit; every way out of RUNNING (finish,
-interrupt, timeout) decrements it in the same transaction that changes the
-status, conditioned on the run still being RUNNING, so the slot comes back
-exactly once however many callers race.
+Invariant: each slots item's `running` equals the RUNNING runs it counts (all of them, or one
+user's) and never exceeds its limit. A start takes both slots in the transaction that creates
+the run, conditioned on the limits; every way out of RUNNING gives them back in the transaction
+that changes the status, conditioned on the run still RUNNING: exactly once, however many race.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+import msgspec
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, paging, retry
-from chalicelib.errors import NotFound, RunLimitReached, RunNotRunning, Unavailable, UserRunLimitReached
-from chalicelib.pagination import AttributeMap
-from chalicelib.run_shape import RUN_ENTITY, RUNNING, Attr, Run, item_to_run, run_to_item
-from chalicelib.tables import (
-    RUN_SLOTS_ID,
-    RUNS,
-    RUNS_BY_START_INDEX,
-    RUNS_BY_STATUS_INDEX,
-    RUNS_BY_USER_INDEX,
-    user_slots_id,
+from chalicelib import schemas
+from chalicelib.schemas import (
+    BadRequest,
+    NotFound,
+    RunLimitReached,
+    RunNotRunning,
+    Unavailable,
+    UserRunLimitReached,
+    ValidationFailed,
+    attempts,
+    aws_code,
 )
+from chalicelib.settings import Settings, logger
+from chalicelib.tables import KIND, RUN_KIND, RUNS_BY_START, RUNS_BY_STATUS, RUNS_BY_USER, SLOTS_KIND
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# The most runs one request lists: the RUNNING ones are at most the run limit, and a
-# list of the whole history (`/api/runs/all`, the report) shows the newest ones.
-MAX_LISTED_RUNS = 1000
-# The attribute where the request that ended a run leaves its token (see `end`).
-_END_TOKEN = "endToken"
-_READING_SPAN = Attr.READING_SPAN
+RUNNING = "RUNNING"
+TERMINAL_STATUSES = ("SUCCESS", "FAILED", "INTERRUPTED", "TIMEOUT")
+RUN_STATUSES = (RUNNING, *TERMINAL_STATUSES)
+MAX_LISTED_RUNS = 1000  # the newest runs `/api/runs/all` and the report list: never the whole history
+MAX_QUERY_CALLS = 3
+FILTERED_READ_LIMIT = 200
+SLOTS_ID = "#slots"
+# The Grafana dashboard (grafana/dashboards/, built by iot_playground/deploy/dashboard_builder.py)
+# and its variables, which run links fill in.
+DASHBOARD_UID, DASHBOARD_SLUG = "iot-serverless", "iot-playground-serverless"
+DASHBOARD_TITLE = "IoT Playground serverless"
+STAGE_VARIABLE, RUN_VARIABLE, USER_VARIABLE = "Stage", "RunId", "User"
+SENSOR_VARIABLE, TYPE_VARIABLE = "SensorId", "Type"
 
 
-@dataclass(frozen=True, slots=True)
-class RunPage:
-    runs: list[Run]
-    last_key: AttributeMap | None
+def slots_id(username: str | None = None) -> str:
+    return SLOTS_ID if username is None else f"{SLOTS_ID}#{username}"
 
 
-def _cancellation_codes(error: ClientError) -> list[str]:
-    reasons = error.response.get("CancellationReasons") or []
-    return [str(reason.get("Code") or "None") for reason in reasons]
+class Run(msgspec.Struct, frozen=True):
+    id: str
+    username: str
+    status: str
+    started_ms: int
+    duration: int
+    interval: int
+    sensor_ids: tuple[str, ...]
+    finished_ms: int | None = None
+    error_message: str | None = None
+
+    def is_overdue(self, grace_seconds: int, now_ms: int) -> bool:
+        return self.status == RUNNING and now_ms > self.started_ms + (self.duration + grace_seconds) * 1000
+
+    def item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": {"S": self.id},
+            KIND: {"S": RUN_KIND},
+            "username": {"S": self.username},
+            "status": {"S": self.status},
+            "startedAt": {"S": schemas.format_ms(self.started_ms)},
+            "duration": {"N": str(self.duration)},
+            "interval": {"N": str(self.interval)},
+            "sensorIds": {"L": [{"S": s} for s in self.sensor_ids]},
+        }
+        if self.finished_ms is not None:
+            item["finishedAt"] = {"S": schemas.format_ms(self.finished_ms)}
+        if self.error_message is not None:
+            item["errorMessage"] = {"S": self.error_message}
+        return item
+
+    @staticmethod
+    def from_item(item: dict[str, Any]) -> Run:
+        finished, error = item.get("finishedAt"), item.get("errorMessage")
+        return Run(
+            id=item["id"]["S"],
+            username=item["username"]["S"],
+            status=item["status"]["S"],
+            started_ms=schemas.parse_iso_ms(item["startedAt"]["S"]),
+            duration=int(item["duration"]["N"]),
+            interval=int(item["interval"]["N"]),
+            sensor_ids=tuple(v["S"] for v in item.get("sensorIds", {}).get("L", [])),
+            finished_ms=schemas.parse_iso_ms(finished["S"]) if finished else None,
+            error_message=error["S"] if error else None,
+        )
+
+
+class RunParamsView(msgspec.Struct):
+    runId: str
+    sensorIds: list[str]
+    duration: int
+    interval: int
+
+
+class RunView(msgspec.Struct):
+    id: str
+    runId: str
+    username: str
+    status: str
+    startedAt: str
+    finishedAt: str | None
+    duration: int
+    interval: int
+    params: RunParamsView
+    grafanaUrl: str
+    errorMessage: str | None
+
+
+# ---- storage -------------------------------------------------------------------------
 
 
 class RunRepository:
-    def __init__(
-        self, client: DynamoDBClient, table_name: str, max_concurrent_runs: int, max_runs_per_user: int = 2
-    ):
-        self._client = client
-        self._table = table_name
-        self._max = max_concurrent_runs
-        self._max_per_user = max_runs_per_user
+    def __init__(self, client: DynamoDBClient, table: str, max_running: int, max_per_user: int):
+        self._client, self._table = client, table
+        self.max_running, self.max_per_user = max_running, max_per_user
 
-    @property
-    def max_concurrent_runs(self) -> int:
-        return self._max
-
-    # ---- reads ------------------------------------------------------------
+    def _item(self, item_id: str, kind: str) -> dict[str, Any] | None:
+        found = self._client.get_item(TableName=self._table, Key={"id": {"S": item_id}}, ConsistentRead=True)
+        item: Any = found.get("Item")
+        return item if item and item.get(KIND) == {"S": kind} else None
 
     def count_running(self, username: str | None = None) -> int:
-        """RUNNING runs in all, or of one user."""
-        slots_id = RUN_SLOTS_ID if username is None else user_slots_id(username)
-        response = self._client.get_item(
-            TableName=self._table, Key={"id": {"S": slots_id}}, ConsistentRead=True
-        )
-        item = response.get("Item")
-        return int(item["running"]["N"]) if item and "running" in item else 0
+        item = self._item(slots_id(username), SLOTS_KIND)
+        return int(item["running"]["N"]) if item else 0
 
-    def get(self, run_id: str, *, consistent: bool = True) -> Run | None:
-        response = self._client.get_item(
-            TableName=self._table, Key={"id": {"S": run_id}}, ConsistentRead=consistent
-        )
-        item = response.get("Item")
-        if not item or "entity" not in item:
-            return None
-        return item_to_run(item)
+    def get(self, run_id: str) -> Run | None:
+        item = self._item(run_id, RUN_KIND)
+        return Run.from_item(item) if item else None
 
     def page(
         self,
-        *,
         limit: int,
-        start_key: AttributeMap | None = None,
+        start_key: dict[str, Any] | None = None,
+        *,
         status: str | None = None,
         user: str | None = None,
-    ) -> RunPage:
-        """Newest first. Each filter picks the index whose key it is; both filters
-        query the user's runs and filter on status."""
-        names = {"#pk": "entity"}
-        values: dict[str, Any] = {":pk": {"S": RUN_ENTITY}}
-        index = RUNS_BY_START_INDEX
-        filter_expression = None
-        if user is not None:
-            index, names["#pk"], values[":pk"] = RUNS_BY_USER_INDEX, "username", {"S": user}
-            if status is not None:
-                names["#status"] = "status"
-                values[":status"] = {"S": status}
-                filter_expression = "#status = :status"
-        elif status is not None:
-            index, names["#pk"], values[":pk"] = RUNS_BY_STATUS_INDEX, "status", {"S": status}
-
+    ) -> tuple[list[Run], dict[str, Any] | None]:
+        """Newest first, in at most MAX_QUERY_CALLS calls. Each filter takes the index keyed by
+        it; both: the user's runs, filtered on status (read FILTERED_READ_LIMIT at least)."""
+        index, value = (RUNS_BY_STATUS, status) if status else (RUNS_BY_START, RUN_KIND)
+        if user:
+            index, value = RUNS_BY_USER, user
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": index,
+            "IndexName": index.name,
             "KeyConditionExpression": "#pk = :pk",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": {"#pk": index.partition_key},
+            "ExpressionAttributeValues": {":pk": {"S": value}},
             "ScanIndexForward": False,
         }
-        if filter_expression:
-            request["FilterExpression"] = filter_expression
-        page = paging.query_page(
-            self._client,
-            request,
-            limit=limit,
-            start_key=start_key,
-            key_attributes=RUNS.page_key_attributes(index),
-            parse=item_to_run,
-        )
-        return RunPage(page.items, page.last_key)
+        if user and status:
+            request["FilterExpression"] = "#status = :status"
+            request["ExpressionAttributeNames"]["#status"] = "status"
+            request["ExpressionAttributeValues"][":status"] = {"S": status}
+        if start_key is not None and set(start_key) != {"id", index.partition_key, index.sort_key}:
+            raise BadRequest("nextKey is not a valid pagination token for this query")
+        found: list[dict[str, Any]] = []
+        key = start_key
+        for _ in range(MAX_QUERY_CALLS):
+            wanted = limit + 1 - len(found)
+            call: Any = {**request, "Limit": max(wanted, FILTERED_READ_LIMIT) if user and status else wanted}
+            start: Any = {"ExclusiveStartKey": key} if key else {}
+            response = self._client.query(**call, **start)
+            found += response.get("Items", [])
+            key = response.get("LastEvaluatedKey")
+            if len(found) > limit:
+                last = found[limit - 1]
+                return [Run.from_item(i) for i in found[:limit]], {
+                    n: last[n] for n in ("id", index.partition_key, index.sort_key)
+                }
+            if not key:
+                break
+        return [Run.from_item(i) for i in found], key
 
-    def runs_with_sensor(
-        self, sensor_id: str, after: list[str] | None
-    ) -> tuple[list[tuple[str, str, int | None]], list[str] | None]:
-        """One Query: runs that declared `sensor_id`, newest first, after the position
-        `after` ([startedAt, id] of a run). Returns [(startedAt, id, reading span or None)]
-        and where to go on from (None: no run left)."""
+    def newest(self, *, status: str | None = None, limit: int | None = None) -> list[Run]:
+        return self.page(limit or MAX_LISTED_RUNS, status=status)[0]
+
+    def runs_with_sensor(self, sensor_id: str, after: list[str] | None) -> Any:
+        """One Query: the runs that declared the sensor, newest first, after the run at `after`
+        ([startedAt, id]); their positions and ids, and where to go on (None: no run left)."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": RUNS_BY_START_INDEX,
-            "KeyConditionExpression": "#pk = :pk",
-            "FilterExpression": "contains(#sensors, :sensor)",
-            "ExpressionAttributeNames": {
-                "#pk": "entity",
-                "#sensors": "sensorIds",
-                "#id": "id",
-                "#at": "startedAt",
-                "#span": _READING_SPAN,
-            },
-            "ExpressionAttributeValues": {":pk": {"S": RUN_ENTITY}, ":sensor": {"S": sensor_id}},
+            "IndexName": RUNS_BY_START.name,
+            "KeyConditionExpression": "#kind = :run",
+            "FilterExpression": "contains(sensorIds, :sensor)",
+            "ExpressionAttributeNames": {"#kind": KIND},
+            "ExpressionAttributeValues": {":run": {"S": RUN_KIND}, ":sensor": {"S": sensor_id}},
             "ScanIndexForward": False,
-            "Limit": paging.FILTERED_READ_LIMIT,
-            # The index's key attributes, so a LastEvaluatedKey can be built from the last item.
-            "ProjectionExpression": "#pk, #at, #id, #span",
+            "Limit": FILTERED_READ_LIMIT,
+            "ProjectionExpression": "#kind, startedAt, id",
         }
         if after is not None:
-            request["ExclusiveStartKey"] = {
-                "entity": {"S": RUN_ENTITY},
-                "startedAt": {"S": after[0]},
-                "id": {"S": after[1]},
-            }
+            start = {KIND: RUN_KIND, "startedAt": after[0], "id": after[1]}
+            request["ExclusiveStartKey"] = {name: {"S": value} for name, value in start.items()}
         response = self._client.query(**request)
-        found = [
-            (
-                item["startedAt"]["S"],
-                item["id"]["S"],
-                int(item[_READING_SPAN]["N"]) if _READING_SPAN in item else None,
-            )
-            for item in response.get("Items", [])
-        ]
+        found = [([i["startedAt"]["S"], i["id"]["S"]], i["id"]["S"]) for i in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return found, [last["startedAt"]["S"], last["id"]["S"]] if last else None  # type: ignore[index]
 
-    def newest(self, *, status: str | None = None, limit: int | None = None) -> list[Run]:
-        """The newest `limit` (default MAX_LISTED_RUNS) runs with that status: one page, so bounded work."""
-        return self.page(limit=limit or MAX_LISTED_RUNS, status=status).runs
+    def start(self, run: Run) -> Run:
+        """Create the RUNNING run and take its slots, in one transaction. Finding the run's id
+        already stored means an earlier attempt of this same call went through (its answer was
+        lost and the SDK or the client sent it again): that run is the answer."""
+        put = {
+            "TableName": self._table,
+            "Item": run.item(),
+            "ConditionExpression": "attribute_not_exists(id)",
+        }
+        items = [self._slot(None, +1), self._slot(run.username, +1), {"Put": put}]
+        codes = self._transact(items, before_retry=lambda: self._refuse_when_full(run.username))
+        if codes is None:
+            return run
+        if codes[2] == "ConditionalCheckFailed" and (stored := self.get(run.id)) is not None:
+            return stored
+        if "ConditionalCheckFailed" in codes[:2]:
+            self._refuse_when_full(run.username)
+        raise Unavailable("could not start the run, try again")
 
-    # ---- state changes ----------------------------------------------------
+    def end(self, run_id: str, status: str, message: str | None, token: str) -> Run:
+        """Move a RUNNING run to `status` and give its slots back. The transaction leaves
+        `token` on the run: if an earlier attempt of this same call went through, the token is
+        ours and the ended run is the answer; if someone else ended it, RunNotRunning."""
+        run = self._running_or_ended_by(run_id, token)
+        if run.status != RUNNING:
+            return run
+        ended = msgspec.structs.replace(
+            run, status=status, finished_ms=schemas.now_ms(), error_message=message
+        )
+        values: dict[str, Any] = {
+            ":new": {"S": status},
+            ":running": {"S": RUNNING},
+            ":finished": {"S": schemas.format_ms(ended.finished_ms or 0)},
+            ":token": {"S": token},
+        }
+        update = "SET #status = :new, finishedAt = :finished, endToken = :token"
+        if message is not None:
+            update, values[":error"] = update + ", errorMessage = :error", {"S": message}
+        change = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"id": {"S": run_id}},
+                "UpdateExpression": update,
+                "ConditionExpression": "#status = :running",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": values,
+            }
+        }
+        codes = self._transact([change, self._slot(None, -1), self._slot(run.username, -1)])
+        if codes is None:
+            return ended
+        if codes[0] == "ConditionalCheckFailed":
+            return self._running_or_ended_by(run_id, token)
+        raise Unavailable("could not end the run, try again")
 
-    def start(
-        self,
-        *,
-        username: str,
-        sensor_ids: list[str],
-        duration: int,
-        interval: int,
-        run_id: str | None = None,
-    ) -> Run:
-        """Create a RUNNING run and take its slot, in one transaction.
+    def _running_or_ended_by(self, run_id: str, token: str) -> Run:
+        item = self._item(run_id, RUN_KIND)
+        if item is None:
+            raise NotFound(f"run {run_id} not found")
+        run = Run.from_item(item)
+        if run.status != RUNNING and item.get("endToken") != {"S": token}:
+            raise RunNotRunning(f"run {run_id} is {run.status}, not RUNNING", status=run.status)
+        return run
 
-        Safe to repeat: the run id is new for every call (or derived from the
-        request's Idempotency-Key), so finding that id already stored means an
-        earlier attempt of this same call went through (its answer was lost, and
-        the SDK or the client sent it again): that run is the answer."""
+    def _slot(self, username: str | None, step: int) -> dict[str, Any]:
+        """Take (step +1, within the limit) or give back (-1) a slot of all runs or of one user's."""
+        limit = self.max_running if username is None else self.max_per_user
+        # if_not_exists: a counter missing when a slot is given back bottoms out at 0.
+        change = "+ :one" if step > 0 else "- :one"
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"id": {"S": slots_id(username)}},
+            "UpdateExpression": f"SET running = if_not_exists(running, :start) {change}, #kind = :slots",
+            "ExpressionAttributeNames": {"#kind": KIND},
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":start": {"N": "0" if step > 0 else "1"},
+                ":slots": {"S": SLOTS_KIND},
+            },
+        }
+        if step > 0:
+            update["ConditionExpression"] = "attribute_not_exists(running) OR running < :limit"
+            update["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
+        return {"Update": update}
+
+    def _refuse_when_full(self, username: str) -> None:
+        """Before retrying a start that conflicted: once the house (or the user's share) is full,
+        the waiting starts end at once instead of contending for the slot items."""
+        running = self.count_running()
+        if running >= self.max_running:
+            raise RunLimitReached(
+                f"{running}/{self.max_running} runs are running: no slot available",
+                currentRunning=running,
+                maxAllowed=self.max_running,
+            )
+        if self.count_running(username) >= self.max_per_user:
+            raise UserRunLimitReached(
+                f"{username} already has {self.max_per_user} runs running, the most one user may have;"
+                " finish one first",
+                maxPerUser=self.max_per_user,
+            )
+
+    def _transact(self, items: list[dict[str, Any]], before_retry: Any = None) -> list[str] | None:
+        """None on success, else the per-item cancellation codes. Conflicts with other
+        transactions (as DynamoDB has them) are retried; Unavailable once attempts run out."""
+        for attempt in attempts():
+            if attempt and before_retry:
+                before_retry()
+            try:
+                self._client.transact_write_items(TransactItems=items, ClientRequestToken=uuid.uuid4().hex)  # type: ignore[arg-type]
+                return None
+            except Unavailable:
+                continue  # throttled beyond the SDK's retries: again, within these attempts
+            except ClientError as error:
+                if aws_code(error) != "TransactionCanceledException":
+                    raise
+                codes = [
+                    str(reason.get("Code") or "None")
+                    for reason in error.response.get("CancellationReasons", [])
+                ]
+                if "ConditionalCheckFailed" in codes:
+                    return codes
+        raise Unavailable("DynamoDB is busy with other changes to the same runs, retry shortly")
+
+
+# ---- the service -----------------------------------------------------------------------
+
+
+class _Known(msgspec.Struct):
+    run: Run | None
+    until: float
+
+
+class RunService:
+    """Starts and ends runs (finish, interrupt-all, time-outs) and keeps each run's status for
+    `run_status_cache_seconds`, so that a reading costs no read of its run: a run ended here is
+    forgotten at once, one ended elsewhere is noticed within that bound."""
+
+    MAX_KNOWN = 10_000  # bounds memory if a client sprays run ids
+
+    def __init__(self, repository: RunRepository, settings: Settings, monotonic: Any = time.monotonic):
+        self.repository = repository
+        self._settings = settings
+        self._monotonic = monotonic
+        self._known: dict[str, _Known] = {}
+
+    def get(self, run_id: str) -> Run:
+        run = self.repository.get(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    def can_start(self) -> dict[str, Any]:
+        limit = self.repository.max_running
+        running = self.repository.count_running()
+        if running >= limit and self.sweep()[1]:
+            running = self.repository.count_running()  # a full house may hold abandoned runs
+        available = max(0, limit - running)
+        return {
+            "canStart": available > 0,
+            "currentRunning": running,
+            "maxAllowed": limit,
+            "available": available,
+        }
+
+    def start(self, username: str, params: schemas.RunParams, run_id: str | None = None) -> Run:
+        sensor_ids = [str(s) for s in params.sensorIds]
+        if len(set(sensor_ids)) != len(sensor_ids):
+            raise ValidationFailed("sensorIds must not repeat")
         run = Run(
             id=run_id or str(uuid.uuid4()),
             username=username,
             status=RUNNING,
-            started_ms=clock.now_ms(),
-            duration=duration,
-            interval=interval,
+            started_ms=schemas.now_ms(),
+            duration=params.duration,
+            interval=params.interval,
             sensor_ids=tuple(sensor_ids),
-            reading_span_ms=0,
         )
-        items: list[dict[str, Any]] = [
-            self._take_slot(RUN_SLOTS_ID, self._max),
-            self._take_slot(user_slots_id(username), self._max_per_user),
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": run_to_item(run),
-                    "ConditionExpression": "attribute_not_exists(id)",
-                }
-            },
-        ]
-        codes = self._transact(items, before_retry=lambda: self._refuse_when_full(username))
-        if codes is None:
-            return run
-        if codes[2] == "ConditionalCheckFailed":
-            stored = self.get(run.id)
-            if stored is not None:
-                return stored
-        if "ConditionalCheckFailed" in codes[:2]:
-            self._refuse_when_full(username)
-        raise Unavailable("could not start the run, try again")
+        run = self.repository.start(run)
+        self._remember(run.id, run)
+        self._log(
+            "run started", run, sensors=len(run.sensor_ids), duration=run.duration, interval=run.interval
+        )
+        return run
 
-    def widen_reading_span(self, run_id: str, span_ms: int) -> None:
-        """Record that the run now has a chunk spanning `span_ms`, before that chunk is
-        written. Only ever widens; a run without a record keeps none (it may hold chunks
-        of any span)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"id": {"S": run_id}},
-                UpdateExpression="SET #span = :span",
-                ConditionExpression="#span < :span",
-                ExpressionAttributeNames={"#span": _READING_SPAN},
-                ExpressionAttributeValues={":span": {"N": str(span_ms)}},
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            # Already as wide (another request widened it), or not recorded for this run.
+    def finish(self, run_id: str, status: str, message: str | None, token: str | None = None) -> Run:
+        """`status`: SUCCESS, COMPLETED (stored as SUCCESS) or FAILED, in any letter case."""
+        # ASCII only: str.upper() maps some other letters to ASCII ones (U+017F long s to S).
+        status = status.upper() if status.isascii() else status
+        status = "SUCCESS" if status == "COMPLETED" else status
+        if status not in ("SUCCESS", "FAILED"):
+            raise ValidationFailed("status must be SUCCESS, COMPLETED or FAILED")
+        run = self._end(run_id, status, message if status == "FAILED" else None, token, "run finished")
+        return run
 
-    def _take_slot(self, slots_id: str, limit: int) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": {"id": {"S": slots_id}},
-                "UpdateExpression": "SET running = if_not_exists(running, :zero) + :one",
-                "ConditionExpression": "attribute_not_exists(running) OR running < :limit",
-                "ExpressionAttributeValues": {
-                    ":zero": {"N": "0"},
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
-                },
-            }
-        }
+    def interrupt_all(self) -> int:
+        interrupted = 0
+        for run in self.repository.newest(status=RUNNING):
+            try:
+                self._end(run.id, "INTERRUPTED", "interrupted by interrupt-all", None, "run interrupted")
+                interrupted += 1
+            except RunNotRunning:
+                continue  # ended meanwhile by someone else
+        return interrupted
 
-    def _give_slot_back(self, slots_id: str) -> dict[str, Any]:
-        # if_not_exists: a counter that predates this run (older data) bottoms out at 0.
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": {"id": {"S": slots_id}},
-                "UpdateExpression": "SET running = if_not_exists(running, :one) - :one",
-                "ExpressionAttributeValues": {":one": {"N": "1"}},
-            }
-        }
+    def sweep(self) -> tuple[list[Run], list[Run]]:
+        """The RUNNING runs, newest first, once the overdue ones are timed out: (running, timed out).
+        Bounded by the run limit, not by history."""
+        return self._time_out(self.repository.newest(status=RUNNING))
 
-    def _refuse_when_full(self, username: str) -> None:
-        """RunLimitReached if every slot is taken, UserRunLimitReached if every slot of the
-        user is. Read before retrying a start that conflicted: once the house (or the
-        user's share) is full, the starts waiting end at once instead of contending for
-        the slot items until they run out of attempts."""
-        running = self.count_running()
-        if running >= self._max:
-            raise RunLimitReached(
-                f"{running}/{self._max} runs are running: no slot available",
-                extra={"currentRunning": running, "maxAllowed": self._max},
-            )
-        if self.count_running(username) >= self._max_per_user:
-            raise UserRunLimitReached(
-                f"{username} already has {self._max_per_user} runs running, the most one user may have;"
-                " finish one first",
-                extra={"maxPerUser": self._max_per_user},
-            )
-
-    def end(
-        self, run_id: str, status: str, error_message: str | None = None, *, token: str | None = None
-    ) -> Run:
-        """Move a RUNNING run to a terminal status and give its slots back (the global
-        one and its user's).
-
-        NotFound if there is no such run; RunNotRunning if it already ended
-        (whoever ended it first gave the slots back). The transaction leaves this
-        call's token on the run: if the condition fails because an earlier attempt
-        of this same call went through (answer lost, request sent again), the token
-        is ours and the ended run is the answer. `token` is derived from the
-        request's Idempotency-Key when it has one, so a client re-send is recognised too."""
-        token = token or uuid.uuid4().hex
-        # Read first: the user's slot counter is keyed by the run's user.
-        run = self._ended_or_running(run_id, token)
-        if run.status != RUNNING:
-            return run
-        ended = replace(run, status=status, finished_ms=clock.now_ms(), error_message=error_message)
-        values: dict[str, Any] = {
-            ":new": {"S": status},
-            ":running": {"S": RUNNING},
-            ":finished": {"S": clock.format_ms(ended.finished_ms or 0)},
-            ":token": {"S": token},
-        }
-        update = f"SET #status = :new, finishedAt = :finished, {_END_TOKEN} = :token"
-        if error_message is not None:
-            update += ", errorMessage = :error"
-            values[":error"] = {"S": error_message}
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {"id": {"S": run_id}},
-                    "UpdateExpression": update,
-                    "ConditionExpression": "attribute_exists(entity) AND #status = :running",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": values,
-                }
-            },
-            self._give_slot_back(RUN_SLOTS_ID),
-            self._give_slot_back(user_slots_id(run.username)),
-        ]
-        codes = self._transact(items)
-        if codes is None:
-            return ended
-        if codes[0] == "ConditionalCheckFailed":
-            return self._ended_or_running(run_id, token)
-        raise Unavailable("could not end the run, try again")
-
-    def _ended_or_running(self, run_id: str, token: str) -> Run:
-        """The run if it is RUNNING or was ended with `token`; NotFound or RunNotRunning otherwise."""
-        item = self._client.get_item(
-            TableName=self._table, Key={"id": {"S": run_id}}, ConsistentRead=True
-        ).get("Item")
-        if not item or "entity" not in item:
+    def require_running(self, run_id: str) -> Run:
+        """The run if it accepts readings; NotFound or RunNotRunning otherwise."""
+        known = self._known.get(run_id)
+        if known is None or known.until <= self._monotonic():
+            known = self._remember(run_id, self.repository.get(run_id))
+        run = known.run
+        if run is None:
             raise NotFound(f"run {run_id} not found")
-        run = item_to_run(item)
-        if run.status == RUNNING or item.get(_END_TOKEN) == {"S": token}:
-            return run
-        raise RunNotRunning(f"run {run_id} is {run.status}, not RUNNING", extra={"status": run.status})
+        if run.is_overdue(self._settings.run_grace_seconds, schemas.now_ms()):
+            timed_out = self._time_out([run])[1]
+            run = timed_out[0] if timed_out else self.repository.get(run_id) or run
+            self._remember(run_id, run)
+        if run.status != RUNNING:
+            raise RunNotRunning(
+                f"run {run_id} is {run.status}: it no longer accepts readings", status=run.status
+            )
+        return run
 
-    def end_overdue(self, runs: list[Run], grace_seconds: int) -> tuple[list[Run], list[Run]]:
-        """Time out the overdue runs among `runs`; returns (still running, timed out)."""
-        now = clock.now_ms()
-        still_running: list[Run] = []
+    def forget(self, run_id: str) -> None:
+        self._known.pop(run_id, None)
+
+    def view(self, run: Run, base_url: str = "") -> RunView:
+        """The run as the API shows it; `base_url`: where the caller reached the API, for the link
+        to the run viewer when there is no Grafana."""
+        return RunView(
+            id=run.id,
+            runId=run.id,
+            username=run.username,
+            status=run.status,
+            startedAt=schemas.format_ms(run.started_ms),
+            finishedAt=schemas.format_ms(run.finished_ms) if run.finished_ms is not None else None,
+            duration=run.duration,
+            interval=run.interval,
+            params=RunParamsView(run.id, list(run.sensor_ids), run.duration, run.interval),
+            grafanaUrl=self._link(run, base_url),
+            errorMessage=run.error_message,
+        )
+
+    def _link(self, run: Run, base_url: str) -> str:
+        if not self._settings.grafana_url:
+            return f"{base_url}/?{urlencode({'runId': run.id})}"
+        query = {
+            "orgId": 1,
+            f"var-{STAGE_VARIABLE}": self._settings.stage,
+            f"var-{RUN_VARIABLE}": run.id,
+            f"var-{USER_VARIABLE}": run.username,
+            "from": run.started_ms - 60_000,
+            "to": run.started_ms + run.duration * 1000 + 300_000,
+        }
+        return f"{self._settings.grafana_url}/d/{DASHBOARD_UID}/{DASHBOARD_SLUG}?{urlencode(query)}"
+
+    def _end(self, run_id: str, status: str, message: str | None, token: str | None, event: str) -> Run:
+        run = self.repository.end(run_id, status, message, token or uuid.uuid4().hex)
+        self.forget(run.id)
+        self._log(event, run)
+        return run
+
+    def _time_out(self, runs: list[Run]) -> tuple[list[Run], list[Run]]:
+        grace, now = self._settings.run_grace_seconds, schemas.now_ms()
+        running: list[Run] = []
         timed_out: list[Run] = []
         for run in runs:
-            if not run.is_overdue(grace_seconds, now):
-                still_running.append(run)
+            if not run.is_overdue(grace, now):
+                running.append(run)
                 continue
-            message = f"no finish within duration {run.duration}s + grace {grace_seconds}s"
-            # Someone else may have ended it meanwhile; it is no longer running either way.
-            with contextlib.suppress(RunNotRunning):
-                timed_out.append(self.end(run.id, "TIMEOUT", message))
-        return still_running, timed_out
+            message = f"no finish within duration {run.duration}s + grace {grace}s"
+            with contextlib.suppress(RunNotRunning):  # ended meanwhile: no longer running either way
+                timed_out.append(self._end(run.id, "TIMEOUT", message, None, "run timed out"))
+        return running, timed_out
 
-    def sweep_running(self, grace_seconds: int) -> tuple[list[Run], list[Run]]:
-        """All RUNNING runs, newest first, after timing out the overdue ones.
+    def _remember(self, run_id: str, run: Run | None) -> _Known:
+        if len(self._known) >= self.MAX_KNOWN:
+            self._known.clear()
+        known = self._known[run_id] = _Known(run, self._monotonic() + self._settings.run_status_cache_seconds)
+        return known
 
-        Returns (still running, timed out). Bounded by the run limit, not by history."""
-        return self.end_overdue(self.newest(status=RUNNING), grace_seconds)
-
-    def _transact(
-        self, items: list[dict[str, Any]], before_retry: Callable[[], None] | None = None
-    ) -> list[str] | None:
-        """Run a transaction; None on success, else the per-item cancellation codes.
-
-        Concurrent transactions on the slot item conflict on DynamoDB; those are
-        retried with backoff rather than reported (Unavailable once the attempts
-        run out). Each attempt carries its own ClientRequestToken, so on DynamoDB
-        an SDK retry of an attempt that went through succeeds without applying it
-        twice; the callers do not rely on it (moto ignores it) and recognise their
-        own earlier write instead."""
-        for attempt in retry.attempts():
-            if attempt and before_retry:
-                before_retry()
-            try:
-                self._client.transact_write_items(
-                    TransactItems=items,  # type: ignore[arg-type]
-                    ClientRequestToken=uuid.uuid4().hex,
-                )
-                return None
-            except ClientError as error:
-                code = error.response["Error"]["Code"]
-                if code == "TransactionConflictException":
-                    continue
-                if code != "TransactionCanceledException":
-                    raise
-                codes = _cancellation_codes(error)
-                if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
-                    continue
-                if "ThrottlingError" in codes:
-                    continue
-                return codes
-        raise Unavailable("DynamoDB is busy with other changes to the same runs, retry shortly")
+    @staticmethod
+    def _log(event: str, run: Run, **extra: Any) -> None:
+        logger.info(event, extra={"runId": run.id, "user": run.username, "status": run.status, **extra})

@@ -195,10 +195,11 @@ BODY_ROUTES: list[tuple[str, str]] = [
 ]
 READING_ROUTES: list[str] = ["/api/sensors/data", "/sensors/data"]
 
-# Refused by any route that takes a body, whatever shape that route expects.
+# Refused by any route that takes a body, whatever shape that route expects: nested past what
+# the parser takes (a body of the route's own shape says so; another shape is refused for that).
 ANY_BODY_RULES: list[tuple[bytes, str]] = [
     *(
-        (body.encode(), "nested too deeply")
+        (body.encode(), "")
         for body in (
             '{"sensorIds": ' + DEEP + ', "duration": 10, "interval": 1}',
             '{"params": {"sensorIds": ["a"], "duration": 10, "interval": 1, "x": ' + DEEP + "}}",
@@ -206,7 +207,6 @@ ANY_BODY_RULES: list[tuple[bytes, str]] = [
             '{"sensorId": "s", "reading": 1, "x": ' + DEEP + "}",
             '[{"sensorId": "s", "reading": 1, "x": ' + DEEP_OBJECTS + "}]",
             '{"status": "FAILED", "x": ' + DEEP + "}",
-            '{"sensorId": "s", "reading": 1, "x": "][", "y": ' + "[" * 33 + "]" * 33 + "}",
         )
     ),
     (b'{"sensorId": "s\xff1", "reading": 1}', "not valid UTF-8: byte 0xff at position 15"),
@@ -283,7 +283,8 @@ def rule_cases() -> Iterator[Rule]:
         yield Rule("POST", f"/api/runs/{_q(value)}/finish", 404, "not found", b"{}", json_headers)
         yield Rule("GET", f"/api/sensors/data?runId={_q(value)}", 400, "runId must be a run id")
         yield Rule("GET", f"/api/reports/download?runId={_q(value)}", 400, "runId must be a run id")
-        yield Rule("GET", f"/api/runs/{_q(value)}/readings.csv", 400, "run id in the path must be a run id")
+        yield Rule("GET", f"/api/runs/{_q(value)}/readings.csv", 404, "not found")
+        yield Rule("GET", f"/api/runs/{_q(value)}/stats", 404, "not found")
     for value in NOT_INTEGERS:
         yield Rule("GET", f"/api/runs?limit={_q(value)}", 400, "limit must be an integer between 1 and 100")
         yield Rule("GET", f"/api/sensors/data?sensorId=s&limit={_q(value)}", 400, "limit must be an integer")
@@ -301,7 +302,7 @@ def rule_cases() -> Iterator[Rule]:
     yield Rule("GET", "/api/sensors/data?sensorId=s1%0A", 400, "sensorId must be")
     yield Rule("GET", "/api/sensors/data?sensorId=s&type=temperature%0A", 400, "type must be")
     yield Rule("GET", "/api/runs?user=bob%0A", 400, "user must be")
-    # The HTTP surface every route shares (chalicelib/http_surface.py).
+    # The HTTP surface every route shares (chalicelib/http.py).
     for (method, path), content_type in itertools.product(BODY_ROUTES, NOT_JSON_TYPES):
         says = f"must be Content-Type: application/json; got {content_type!r}"
         yield Rule(method, path, 415, says, GOOD_START, {"Content-Type": content_type})

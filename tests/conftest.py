@@ -9,23 +9,31 @@ other settings.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+# Before the app's botocore session is made (chalicelib/parts.py, at import): moto's handler joins
+# the sessions made after it.
+import moto  # noqa: F401
 import pytest
 
 from iot_playground.local.local_stack import free_port, wait_for_http
+from tests.helpers import ROOT
 
 if TYPE_CHECKING:
     from tests.dynamodb_faults import DynamoDBFaults, MotoServer
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # No test may reach a real AWS account.
 os.environ.update(
@@ -37,26 +45,61 @@ os.environ.update(
         "STAGE": "test",
         "RUNS_TABLE": "runs-test",
         "READINGS_TABLE": "readings-test",
+        "IDEMPOTENCY_TABLE": "idempotency-test",
     }
 )
 os.environ.pop("DYNAMODB_ENDPOINT", None)
+
+
+# A test that starts a process of its own (the local stack, a browser, PostgreSQL, mosquitto, the
+# template checkers) is `e2e`: `make check` leaves it to `make test`.
+PROCESS_FIXTURES = {"local_stack", "browser", "old_database", "mosquitto", "checkov_reports"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+def reset_app() -> None:
+    """Build the app's parts again, from the environment as it is now."""
+    import app
+
+    app.parts.cache_clear()
+
+
+def create_tables() -> None:
+    """The app's tables as `make tables` describes them, without its waits and settings (TTL):
+    moto's tables are ACTIVE at once, and these live for one test."""
+    import app
+    from iot_playground.deploy.resources import create_table_request, tables
+
+    settings = app.parts().settings
+    for table in tables(settings.stage, settings):
+        app.parts().dynamodb.create_table(**create_table_request(table))
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from moto import mock_aws
 
-    from chalicelib import deps
-    from chalicelib.settings import get_settings
-    from iot_playground.deploy.tables_admin import ensure_tables
-
-    deps.reset()
+    reset_app()
     with mock_aws():
-        from chalicelib.aws import dynamodb_client
-
-        ensure_tables(dynamodb_client(), get_settings())
+        create_tables()
         yield
-    deps.reset()
+    reset_app()
+
+
+def thread_local_requests() -> None:
+    """Give each thread its own `app.current_request`, as `chalice local` does for its threads
+    (chalice.local.create_local_server): some tests send requests from several threads."""
+    from chalice.local import LocalChalice
+
+    import app
+
+    if not isinstance(app.app, LocalChalice):
+        app.app.__class__ = type("ThreadLocalChalice", (LocalChalice, type(app.app)), {})
 
 
 @pytest.fixture
@@ -65,6 +108,7 @@ def client(aws: None) -> Iterator[object]:
 
     from app import app
 
+    thread_local_requests()
     with Client(app) as chalice_client:
         yield chalice_client
 
@@ -79,7 +123,7 @@ class LocalStack:
         # The key the app asks for on interrupt-all under the local stage (as `make run` prints it).
         self.admin_key = self._env.setdefault("ADMIN_API_KEY", "e2e-admin-key")
         self.admin = {"x-api-key": self.admin_key}
-        for name in ("STAGE", "RUNS_TABLE", "READINGS_TABLE", "AWS_SESSION_TOKEN"):
+        for name in ("STAGE", "RUNS_TABLE", "READINGS_TABLE", "IDEMPOTENCY_TABLE", "AWS_SESSION_TOKEN"):
             self._env.pop(name, None)  # the local stage's own settings apply
         self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"local-stack-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -148,20 +192,17 @@ def dynamodb_faults(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) ->
     """The app's tables on the moto server, with `DynamoDBFaults` on the app's client.
 
     Not `mock_aws`: in-process moto would answer each request again after the layer."""
-    from chalicelib import deps
-    from chalicelib.aws import dynamodb_client
-    from chalicelib.settings import get_settings
-    from iot_playground.deploy.tables_admin import ensure_tables
+    import app
     from tests.dynamodb_faults import DynamoDBFaults
 
     moto_server.reset()
     monkeypatch.setenv("DYNAMODB_ENDPOINT", moto_server.endpoint)
-    deps.reset()
-    ensure_tables(dynamodb_client(), get_settings())
-    layer = DynamoDBFaults().install(dynamodb_client())
+    reset_app()
+    create_tables()
+    layer = DynamoDBFaults().install(app.parts().dynamodb)
     yield layer
     layer.uninstall()
-    deps.reset()
+    reset_app()
 
 
 @pytest.fixture
@@ -171,6 +212,7 @@ def faulty_client(dynamodb_faults: DynamoDBFaults) -> Iterator[object]:
 
     from app import app
 
+    thread_local_requests()
     with Client(app) as chalice_client:
         yield chalice_client
 
@@ -187,12 +229,60 @@ def browser(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def calls(aws):
     """Counts DynamoDB operations made through the app's client."""
-    from chalicelib.aws import dynamodb_client
+    import app
 
     seen: Counter[str] = Counter()
 
     def record(model, **_):
         seen[model.name] += 1
 
-    dynamodb_client().meta.events.register("before-call.dynamodb", record)
+    app.parts().dynamodb.meta.events.register("before-call.dynamodb", record)
     return seen
+
+
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mosquitto exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"mosquitto did not listen on {port}")
+
+
+@pytest.fixture(scope="module")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's mosquitto on a free loopback port, anonymous: its URL."""
+    if not shutil.which(MOSQUITTO):
+        pytest.skip(f"no mosquitto at {MOSQUITTO} (apt-get install mosquitto; CI installs it)")
+    port = free_port()
+    config = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+    )
+    process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stderr=subprocess.PIPE)
+    try:
+        _wait_for_port(port, process)
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Any]:
+    """Every line the app's logger writes during the test, parsed (a line that is not JSON fails)."""
+    from chalicelib.settings import logger
+
+    buffer = io.StringIO()
+    previous = logger.logger_handler.setStream(buffer)  # type: ignore[attr-defined]
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    finally:
+        logger.logger_handler.setStream(previous)  # type: ignore[attr-defined]

@@ -71,3 +71,42 @@ def tool(name: str) -> Path:
 
 def run_tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(tool(name)), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def on_demand_throughput(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """moto 5 keeps no OnDemandThroughput: remember what CreateTable and UpdateTable set (table and
+    indexes) and answer it in DescribeTable, as DynamoDB does. Yields what was set, by table."""
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    kept: dict[str, Any] = {}
+
+    def keeping(name: str) -> None:
+        original = getattr(DynamoHandler, name)
+
+        def call(self: Any) -> Any:
+            body, table = self.body, self.body["TableName"]
+            indexes = [i for i in body.get("GlobalSecondaryIndexes", [])]
+            indexes += [u["Update"] for u in body.get("GlobalSecondaryIndexUpdates", []) if "Update" in u]
+            for source in [body, *indexes]:
+                if "OnDemandThroughput" in source:
+                    kept[f"{table}/{source.get('IndexName', '')}"] = source["OnDemandThroughput"]
+            return original(self)
+
+        monkeypatch.setattr(DynamoHandler, name, call)
+
+    keeping("create_table")
+    keeping("update_table")
+    describe = Table.describe
+
+    def described(self: Any, base_key: str = "TableDescription") -> dict[str, Any]:
+        result: dict[str, Any] = describe(self, base_key)
+        table = result[base_key]
+        for target, index in [(table, ""), *((i, i["IndexName"]) for i in table["GlobalSecondaryIndexes"])]:
+            if f"{self.name}/{index}" in kept:
+                target["OnDemandThroughput"] = kept[f"{self.name}/{index}"]
+        return result
+
+    monkeypatch.setattr(Table, "describe", described)
+    return kept

@@ -12,61 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import uuid
+from pathlib import Path
 from typing import Any
-
-
-class Context:
-    """The attributes of the Lambda context object the app and its libraries read."""
-
-    function_name = "iot-playground-dev"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:iot-playground-dev"
-    log_group_name = "/aws/lambda/iot-playground-dev"
-    log_stream_name = "2026/01/01/[$LATEST]0"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15_000
-
-
-def api_event(
-    method: str,
-    resource: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    path_parameters: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event, as the deployed API sends for a route."""
-    all_headers = {"Content-Type": "application/json", "Host": "api.example", **(headers or {})}
-    path = resource
-    for name, value in (path_parameters or {}).items():
-        path = path.replace(f"{{{name}}}", value)
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": all_headers,
-        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": path_parameters,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "path": f"/api{path}",
-            "stage": "api",
-            "requestId": str(uuid.uuid4()),
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
-    }
-
 
 # What EventBridge sends for `rate(1 minute)`.
 SCHEDULED_EVENT = {
@@ -87,6 +34,9 @@ def main(code_dir: str, *layer_dirs: str) -> None:
         if importlib.util.find_spec(name) is not None:
             raise SystemExit(f"{name} is importable: this is not a runtime-only interpreter")
     sys.path[0:0] = [code_dir, *layer_dirs]
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # not the project: its own
+    from lambda_event import Context, api_event  # type: ignore[import-not-found]  # benchmarks/, on the path above
+
     import app  # the package's app.py: what Lambda imports as handler `app.app`
 
     def call(event: dict[str, Any], expect: int) -> dict[str, Any]:

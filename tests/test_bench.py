@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from benchmarks.dynamodb_units import Written, item_size, read_units, value_size, write_units
-from tests.conftest import ROOT
 from tests.deploy_support import package_dev
+from tests.helpers import ROOT
 
 # From "DynamoDB item sizes and formats" (Developer Guide): names and values in UTF-8
 # bytes; a number is 1 byte per two significant digits plus 1, leading and trailing zeros
@@ -56,6 +56,7 @@ def test_units_round_up_per_item_and_count_each_index():
     assert Written("runs", 2000, (), transactional=True).write_units == 4
 
 
+@pytest.mark.e2e
 def test_smoke_run_prints_every_table_and_writes_the_results(tmp_path):
     zip_path = package_dev().cloudformation / "deployment.zip"
     output = tmp_path / "results.json"
@@ -91,11 +92,14 @@ def test_smoke_run_prints_every_table_and_writes_the_results(tmp_path):
     results = json.loads(output.read_text())
     writes = {row["shape"]: row for row in results["writes"]}
     assert set(writes) == {"single", "measurement", "batch of 25", "batch of 100", "batch of 500"}
-    # Issue 10's floor, counted from what the app wrote: 1 unit for a single reading,
-    # at most 0.25 per reading for a batch of 100 from 10 sensors.
-    assert writes["single"]["requests"] == 1 and writes["single"]["write_units_per_reading"] <= 1
-    assert writes["batch of 100"]["write_units_per_reading"] <= 0.25
-    assert writes["batch of 500"]["requests"] == 2  # 50 items (10 sensors, 10 s each), 25 per request
+    # One write unit per reading of up to 1 KB whatever the request, counted from what the app
+    # wrote; 25 items per BatchWriteItem.
+    assert all(row["write_units_per_reading"] == 1 for row in writes.values())
+    assert writes["single"]["requests"] == 1 and writes["batch of 500"]["requests"] == 20
+    # `latest` of a RUNNING run reads newest first, within its bound; the ZIP holds every run whole.
+    latest = results["latest"]["latest"]
+    assert latest["complete"] and 1 <= latest["queries"] <= 5
+    assert results["report"]["complete"] is True
     reads = {(row["route"], row["finished_runs"]) for row in results["reads"]}
     assert len(reads) == 4 * len(results["history"])
     for cold in (results["cold_start"], results["cold_start_history"]):
@@ -103,35 +107,39 @@ def test_smoke_run_prints_every_table_and_writes_the_results(tmp_path):
     assert results["package"]["zipped_bytes"] == zip_path.stat().st_size
     assert len(results["cost"]) == 6 and all(scenario["total_usd"] > 0 for scenario in results["cost"])
     assert all(line["assumption"] for scenario in results["cost"] for line in scenario["lines"])
+    # The same model as docs/cost.md (benchmarks/cost.py), fed with what the bench measured.
+    assert len(results["fargate"]) == 3 and set(results["crossover"]) == {"1", "100"}
+    assert set(results["metrics"]) == {"metrics_per_stage", "metrics_per_run"}
+    assert "Measured against docs/cost.md" in result.stdout
 
 
 def test_recorder_charges_what_each_request_wrote_and_read(aws):
     import boto3
 
+    import app
     from benchmarks.dynamodb_units import Recorder
-    from chalicelib.settings import get_settings
     from iot_playground.common.endpoints import LOCAL_CREDENTIALS
 
-    settings = get_settings()
-    names = {"runs": settings.runs_table, "readings": settings.readings_table}
+    settings = app.parts().settings
+    names = {"RUNS_TABLE": settings.runs_table, "READINGS_TABLE": settings.readings_table}
     hooked, reader = (
         boto3.client("dynamodb", region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]) for _ in "ab"
     )
     recorder = Recorder(hooked, names, reader)
-    # A run item: the runs table has three indexes, and a run carries the keys of two of them.
-    run = {"id": {"S": "run-1"}, "entity": {"S": "run"}, "startedAt": {"S": "2026-01-01T00:00:00.000Z"}}
+    # A run item: the runs table has three indexes, and a run without a status carries the keys of two.
+    run = {"id": {"S": "run-1"}, "kind": {"S": "run"}, "startedAt": {"S": "2026-01-01T00:00:00.000Z"}}
     run["username"] = {"S": "alice"}
     key = {"id": run["id"]}
     with recorder.capture() as calls:
-        hooked.put_item(TableName=names["runs"], Item=run)
+        hooked.put_item(TableName=names["RUNS_TABLE"], Item=run)
         hooked.update_item(  # grows the item past 1 KB: charged on the larger version
-            TableName=names["runs"],
+            TableName=names["RUNS_TABLE"],
             Key=key,
             UpdateExpression="SET note = :n",
             ExpressionAttributeValues={":n": {"S": "x" * 1500}},
         )
         hooked.query(
-            TableName=names["runs"],
+            TableName=names["RUNS_TABLE"],
             KeyConditionExpression="id = :id",
             ExpressionAttributeValues={":id": run["id"]},
         )

@@ -9,7 +9,7 @@ app in between is the real handler, invoked with API Gateway's proxy events.
 
 `chalice deploy` and `chalice local` are run as the CLI runs them, up to the point where
 they would call AWS or serve: what matters is the list the app gives each of them.
-See chalicelib/media_types.py for the two lists and why.
+See app.py for the two lists and why.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ import zipfile
 from typing import Any
 
 import pytest
+from chalice.app import APIGateway
 
-from chalicelib.media_types import GATEWAY_BINARY_TYPES, RUNTIME_BINARY_TYPES
+from benchmarks.lambda_event import Context, api_event
 from tests.deploy_support import ROOT, STAGE, Packaged, package_dev
-from tests.lambda_runtime_driver import Context, api_event
 
+# The app keeps Chalice's default list; the deployed API adds */* (see app.py).
+RUNTIME_BINARY_TYPES = APIGateway().default_binary_types
+GATEWAY_BINARY_TYPES = [*RUNTIME_BINARY_TYPES, "*/*"]
 # What Angular's HttpClient sends for `responseType: 'blob'`, then curl's default, then exact.
 ANGULAR_ACCEPT = "application/json, text/plain, */*"
 ACCEPTS = [ANGULAR_ACCEPT, "*/*", "application/zip"]

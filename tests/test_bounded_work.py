@@ -8,51 +8,31 @@ from collections import Counter
 
 import pytest
 
-from chalicelib import paging
-from tests.helpers import call, start_run
+from chalicelib import readings, runs
+from tests.helpers import call, post_ok, start_run, walk
 
 
 @pytest.fixture
 def queries(dynamodb_faults):
     """DynamoDB calls made through the app's client, by operation."""
-    from chalicelib.aws import dynamodb_client
+    import app
 
     seen: Counter[str] = Counter()
-    dynamodb_client().meta.events.register(
+    app.parts().dynamodb.meta.events.register(
         "before-call.dynamodb", lambda model, **_: seen.update([model.name])
     )
     return seen
 
 
-def post_batch(client, run_id, readings):
-    status, body = call(client, "POST", "/api/sensors/data", readings, **{"X-User": "u", "X-Run-Id": run_id})
-    assert status == 201, body
-
-
-def walk(client, path):
-    """Every page of a list; returns (items, pages)."""
-    items, pages, token = [], 0, None
-    while True:
-        status, page = call(client, "GET", path + (f"&nextKey={token}" if token else ""))
-        assert status == 200, page
-        items += page["items"]
-        pages += 1
-        token = page["nextKey"]
-        if token is None:
-            return items, pages
-
-
 def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(
     faulty_client, queries, monkeypatch
 ):
-    from chalicelib import readings
-
-    # Small reads per call, so that 1000 readings (50 sensors: ~100 chunks) outlast one request.
-    monkeypatch.setattr(paging, "FILTERED_READ_LIMIT", 5)
-    monkeypatch.setattr(readings, "MAX_CHUNKS_PER_CALL", 10)
+    # Small reads per call, so that 1000 readings outlast one request.
+    monkeypatch.setattr(readings, "FILTERED_READ_LIMIT", 5)
+    monkeypatch.setattr(readings, "PAGE_READINGS", 10)
     run = start_run(faulty_client, sensors=50)
     for start in (0, 500):
-        post_batch(
+        post_ok(
             faulty_client,
             run["id"],
             [
@@ -64,12 +44,12 @@ def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(
     status, page = call(faulty_client, "GET", f"/api/sensors/data?runId={run['id']}&type=humidity&limit=1")
     # Bounded: a fixed number of Query calls, not one per stored reading; the page says where to go on.
     assert status == 200 and page["items"] == [] and page["nextKey"] is not None
-    assert queries["Query"] <= paging.MAX_QUERY_CALLS
+    assert queries["Query"] <= readings.MAX_QUERY_CALLS
     queries.clear()
     items, pages = walk(faulty_client, f"/api/sensors/data?runId={run['id']}&type=humidity&limit=1")
     assert items == []
-    assert queries["Query"] <= pages * paging.MAX_QUERY_CALLS
-    assert pages <= 100 // (5 + 10 + 10) + 1
+    assert queries["Query"] <= pages * readings.MAX_QUERY_CALLS
+    assert pages <= 1000 // (5 + 10 + 10) + 1
 
 
 def test_a_filter_finds_sparse_matches_across_pages_without_loss(faulty_client):
@@ -83,8 +63,8 @@ def test_a_filter_finds_sparse_matches_across_pages_without_loss(faulty_client):
         }
         for i in range(1000)
     ]
-    post_batch(faulty_client, run["id"], readings[:500])
-    post_batch(faulty_client, run["id"], readings[500:])
+    post_ok(faulty_client, run["id"], readings[:500])
+    post_ok(faulty_client, run["id"], readings[500:])
     items, _ = walk(faulty_client, f"/api/sensors/data?runId={run['id']}&type=humidity&limit=3&order=asc")
     assert [item["reading"] for item in items] == [float(i) for i in range(0, 1000, 97)]
 
@@ -92,7 +72,7 @@ def test_a_filter_finds_sparse_matches_across_pages_without_loss(faulty_client):
 @pytest.mark.parametrize("path", ["/api/sensors/data?runId={run}&limit={limit}", "/api/runs?limit={limit}"])
 def test_a_full_last_page_has_no_next_key(faulty_client, path):
     run = start_run(faulty_client)
-    post_batch(
+    post_ok(
         faulty_client, run["id"], [{"sensorId": "s", "reading": i, "timestamp": 10**12 + i} for i in range(3)]
     )
     for user in ("b", "c"):
@@ -111,8 +91,6 @@ def test_reversed_time_range_is_a_400_not_a_dynamodb_error(faulty_client):
 
 
 def test_the_list_of_all_runs_is_capped_at_the_newest(faulty_client, monkeypatch):
-    from chalicelib import runs
-
     monkeypatch.setattr(runs, "MAX_LISTED_RUNS", 3)
     started = []
     for user in ("a", "b", "c", "d", "e"):
@@ -124,18 +102,18 @@ def test_the_list_of_all_runs_is_capped_at_the_newest(faulty_client, monkeypatch
 
 
 GET_ROUTES = {
-    # route: the most DynamoDB calls it may make (README: "Bounded work per request")
+    # route: the most DynamoDB calls it may make (docs/storage.md, "Bounded work per request")
     "/api/runs/can-start": 1,
-    "/api/runs/running": paging.MAX_QUERY_CALLS,
-    "/api/runs?limit=100": paging.MAX_QUERY_CALLS,
-    "/api/runs?status=SUCCESS&user=u0&limit=100": paging.MAX_QUERY_CALLS,
-    "/api/runs/all": paging.MAX_QUERY_CALLS,
+    "/api/runs/running": readings.MAX_QUERY_CALLS,
+    "/api/runs?limit=100": readings.MAX_QUERY_CALLS,
+    "/api/runs?status=SUCCESS&user=u0&limit=100": readings.MAX_QUERY_CALLS,
+    "/api/runs/all": readings.MAX_QUERY_CALLS,
     "/api/runs/{run}": 1,
-    "/api/sensors/data?runId={run}&limit=1000": paging.MAX_QUERY_CALLS,
-    "/api/sensors/data?sensorId=s0&type=humidity&limit=1000": paging.MAX_QUERY_CALLS,
+    "/api/sensors/data?runId={run}&limit=1000": readings.MAX_QUERY_CALLS,
+    "/api/sensors/data?sensorId=s0&type=humidity&limit=1000": readings.MAX_QUERY_CALLS,
     # A page of runs, then a page of readings per file: 2 finished runs (MAX_REPORT_RUNS below) and `runId`.
-    "/api/reports/download?runId={run}": 1 + 3 * paging.MAX_QUERY_CALLS,
-    "/api/runs/{run}/readings.csv": 1 + paging.MAX_QUERY_CALLS,
+    "/api/reports/download?runId={run}": 1 + 3 * readings.MAX_QUERY_CALLS,
+    "/api/runs/{run}/readings.csv": 1 + readings.MAX_QUERY_CALLS,
 }
 
 
@@ -147,7 +125,7 @@ def test_read_routes_make_the_same_calls_whatever_the_history(faulty_client, que
     def history(runs):
         for i in range(runs):
             run = start_run(faulty_client, user=f"u{i % 3}")
-            post_batch(faulty_client, run["id"], [{"sensorId": f"s{j % 2}", "reading": j} for j in range(20)])
+            post_ok(faulty_client, run["id"], [{"sensorId": f"s{j % 2}", "reading": j} for j in range(20)])
             call(faulty_client, "POST", f"/api/runs/{run['id']}/finish")
         return run["id"]
 

@@ -1,4 +1,5 @@
-"""`iot-playground simulate` and `load` as a user runs them, against the real local stack.
+"""`iot-playground simulate` as a user runs it, against the real local stack: one run, or several
+at once read back and accounted for (`--runs`, `--verify`).
 
 What they print and report is compared with what the API stores.
 """
@@ -35,10 +36,13 @@ def _user() -> str:
     return f"cli-{uuid.uuid4().hex[:10]}"
 
 
-def _summary_value(output: str, label: str) -> str:
-    match = re.search(rf"{label}\W+([^\s│|]+)", output)
-    assert match, f"no {label!r} in:\n{output}"
-    return match.group(1)
+def _summary_row(output: str, run_id: str) -> list[str]:
+    """The run's row of the summary table: run, status, sent, failed (and with --verify the rest)."""
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.replace("│", "|").split("|") if cell.strip()]
+        if cells and cells[0] == run_id:
+            return cells
+    raise AssertionError(f"no row for {run_id} in:\n{output}")
 
 
 def _stored(api: str, run_id: str) -> list[dict[str, Any]]:
@@ -67,12 +71,11 @@ def test_simulate_sends_what_the_api_stores(local_stack, tmp_path, batch):
     result = _cli(*args, *(["--batch"] if batch else []), "--report", str(report))
     assert result.returncode == 0, result.stdout + result.stderr
 
-    summary = json.loads(report.read_text())
+    [summary] = json.loads(report.read_text())["runs"]
     run_id = summary["runId"]
-    assert _summary_value(result.stdout, "run") == run_id
-    assert _summary_value(result.stdout, "readings sent") == "15" == str(summary["sent"])
-    assert _summary_value(result.stdout, "readings failed") == "0"
-    assert re.search(r"latency p99\W+\d+\.\d ms", result.stdout)
+    assert _summary_row(result.stdout, run_id) == [run_id, "SUCCESS", "15", "0"]
+    assert summary["sent"] == 15 and summary["failed"] == 0
+    assert re.search(r"latency p50 \d+\.\d ms, p95 \d+\.\d ms, p99 \d+\.\d ms", result.stdout)
     assert summary["requests"] == (5 if batch else 15)
 
     run = _run(api, run_id)
@@ -125,19 +128,23 @@ def test_simulate_interrupted_by_ctrl_c_finishes_the_run_as_failed(local_stack):
             process.kill()
             process.communicate()
     assert process.returncode == 130, stdout + stderr
-    assert "interrupted: the run was finished as FAILED" in stdout
+    assert "interrupted: every run still going was finished as FAILED" in stdout
     run = _run(api, run_id)
     assert run["status"] == "FAILED"
     assert "interrupted" in run["errorMessage"]
     # Readings in flight at Ctrl-C may have landed without their answer arriving.
-    sent, stored = int(_summary_value(stdout, "readings sent")), len(_stored(api, run_id))
+    _, status, sent_cell, _ = _summary_row(stdout, run_id)
+    sent, stored = int(sent_cell), len(_stored(api, run_id))
+    assert status == "FAILED"
     assert 4 <= sent <= stored <= sent + 2
 
 
-def test_load_reads_back_exactly_what_it_sent(local_stack, tmp_path):
+def test_runs_verified_read_back_exactly_what_was_sent(local_stack, tmp_path):
     api, report_path = local_stack.base_url, tmp_path / "load.json"
-    args = ["--runs", "2", "--sensors", "3", "--data-points", "5", "--interval-ms", "50"]
-    result = _cli("load", "--api", api, *args, "--user", _user(), "--report", str(report_path))
+    args = ["--runs", "2", "--sensors", "3", "--count", "5", "--interval-ms", "50", "--slot-wait", "60"]
+    result = _cli(
+        "simulate", "--api", api, *args, "--verify", "--user", _user(), "--report", str(report_path)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no loss: 30 sent, 30 stored" in result.stdout
 
@@ -172,7 +179,7 @@ def one_slot_stack() -> Iterator[LocalStack]:
         yield stack
 
 
-def test_simulate_refuses_and_load_waits_when_no_slot_is_free(one_slot_stack, tmp_path):
+def test_simulate_refuses_and_with_slot_wait_waits_when_no_slot_is_free(one_slot_stack, tmp_path):
     api = one_slot_stack.base_url
     status, blocker, _ = http(
         "POST",
@@ -188,15 +195,15 @@ def test_simulate_refuses_and_load_waits_when_no_slot_is_free(one_slot_stack, tm
         assert "1/1 simulations running, no slot available" in result.stdout
 
         report_path = tmp_path / "load.json"
-        load_args = ["--runs", "2", "--sensors", "2", "--data-points", "3", "--interval-ms", "50"]
+        load_args = ["--runs", "2", "--sensors", "2", "--count", "3", "--interval-ms", "50", "--verify"]
         load = subprocess.Popen(
-            [CLI, "load", "--api", api, *load_args, "--report", str(report_path)],
+            [CLI, "simulate", "--api", api, *load_args, "--slot-wait", "600", "--report", str(report_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.5)  # long enough for load to find no slot and start polling
-        assert load.poll() is None, "load gave up instead of waiting for a slot"
+        time.sleep(1.5)  # long enough to find no slot and start polling
+        assert load.poll() is None, "simulate --slot-wait gave up instead of waiting for a slot"
     finally:
         http("POST", f"{api}/api/runs/{blocker['runId']}/finish", {"status": "SUCCESS"})
     stdout, stderr = load.communicate(timeout=60)

@@ -22,13 +22,10 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from chalicelib.clock import format_ms
+from chalicelib.schemas import format_ms
+from iot_playground import clients
 from iot_playground.cli import main
-from iot_playground.clients import run_driver
-from iot_playground.clients.api_client import PlaygroundApi
-from iot_playground.clients.load import LoadPlan, run_load
-from iot_playground.clients.run_driver import RunDriver, RunOutcome, RunPlan
-from iot_playground.clients.stats import percentile
+from iot_playground.clients import Plan, RunOutcome, api_client, drive_run, speed
 
 API = "http://api.test"
 
@@ -101,12 +98,12 @@ class FakeApi:
         return [r for r in self.requests if r[1].method == "POST" and r[1].url.path.endswith(path)]
 
 
-def _drive(fake: FakeApi, plan: RunPlan) -> RunOutcome:
-    outcome = RunOutcome()
+def _drive(fake: FakeApi, plan: Plan) -> RunOutcome:
+    outcome = RunOutcome(plan.user)
 
     async def go() -> None:
-        async with PlaygroundApi(API, transport=httpx.MockTransport(fake)) as api:
-            await RunDriver(api, plan, outcome).run()
+        async with api_client(API, transport=httpx.MockTransport(fake)) as api:
+            await drive_run(api, plan, outcome)
 
     asyncio.run(go())
     return outcome
@@ -114,7 +111,7 @@ def _drive(fake: FakeApi, plan: RunPlan) -> RunOutcome:
 
 def test_a_simulated_run_makes_the_frontends_requests():
     fake = FakeApi()
-    outcome = _drive(fake, RunPlan(user="alice", sensors=3, count=4, interval_ms=60))
+    outcome = _drive(fake, Plan(user="alice", sensors=3, count=4, interval_ms=60))
 
     paths = [(r.method, r.url.path) for _, r, _ in fake.requests]
     assert paths[:2] == [("GET", "/api/runs/can-start"), ("POST", "/api/runs/start")]
@@ -143,35 +140,36 @@ def test_a_simulated_run_makes_the_frontends_requests():
 
 def test_batch_mode_sends_one_array_per_round():
     fake = FakeApi()
-    outcome = _drive(fake, RunPlan(user="alice", sensors=5, count=3, interval_ms=0, batch=True))
+    outcome = _drive(fake, Plan(user="alice", sensors=5, count=3, interval_ms=0, batch=True))
     batches = fake.posts("/api/sensors/data")
     assert [len(body) for _, _, body in batches] == [5, 5, 5]
     assert outcome.sent == 15 and outcome.requests == 3 and len(outcome.latencies_ms) == 3
 
 
 def test_run_parameters_follow_the_frontends_arithmetic():
-    plan = RunPlan(user="alice", sensors=2, count=100, interval_ms=1500)
-    assert (plan.duration_s, plan.interval_s, plan.total_readings) == (150, 2, 200)
-    assert (RunPlan("alice", 1, 100, 200).duration_s, RunPlan("alice", 1, 100, 200).interval_s) == (20, 1)
+    plan = Plan(user="alice", sensors=2, count=100, interval_ms=1500)
+    assert (plan.duration_s, plan.interval_s, plan.sensor_ids) == (150, 2, ["sensor-1", "sensor-2"])
+    assert (Plan("alice", 1, 100, 200).duration_s, Plan("alice", 1, 100, 200).interval_s) == (20, 1)
 
 
-def _load(fake: FakeApi, tmp_path: Path, **overrides: Any) -> tuple[int, dict[str, Any], str]:
+def _load(fake: FakeApi, tmp_path: Path, monkeypatch, **overrides: Any) -> tuple[int, dict[str, Any], str]:
+    """`simulate --runs N --slot-wait S --verify`: several runs at once, each read back."""
+    monkeypatch.setattr(clients, "SLOT_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(clients, "SETTLE_SECONDS", 0.0)
     settings: dict[str, Any] = {
-        "runs": 2,
-        "sensors": 3,
-        "data_points": 4,
-        "interval_ms": 0,
-        "concurrency": 2,
-        "batch": False,
         "user": "loadtest",
+        "sensors": 3,
+        "count": 4,
+        "interval_ms": 0,
+        "runs": 2,
         "slot_wait_s": 30.0,
-        "settle_s": 0.0,
+        "verify": True,
     }
     out = io.StringIO()
     report_path = tmp_path / "report.json"
-    code = run_load(
+    code = clients.simulate(
         API,
-        LoadPlan(**{**settings, **overrides}),
+        Plan(**{**settings, **overrides}),
         report_path=report_path,
         console=Console(file=out, width=150),
         transport=httpx.MockTransport(fake),
@@ -179,8 +177,8 @@ def _load(fake: FakeApi, tmp_path: Path, **overrides: Any) -> tuple[int, dict[st
     return code, json.loads(report_path.read_text()), out.getvalue()
 
 
-def test_load_accounts_for_every_reading_across_pages(tmp_path):
-    code, report, output = _load(FakeApi(page_size=5), tmp_path)
+def test_verify_accounts_for_every_reading_across_pages(tmp_path, monkeypatch):
+    code, report, output = _load(FakeApi(page_size=5), tmp_path, monkeypatch)
     assert code == 0, output
     assert report["ok"] is True
     assert report["totals"]["sent"] == report["totals"]["stored"] == 24
@@ -190,9 +188,9 @@ def test_load_accounts_for_every_reading_across_pages(tmp_path):
     assert "no loss: 24 sent, 24 stored" in output
 
 
-def test_load_reports_missing_and_duplicated_readings_and_fails(tmp_path):
+def test_verify_reports_missing_and_duplicated_readings_and_fails(tmp_path, monkeypatch):
     fake = FakeApi(drop={("sensor-2", 3)}, duplicate={("sensor-1", 1)})
-    code, report, output = _load(fake, tmp_path, runs=1)
+    code, report, output = _load(fake, tmp_path, monkeypatch, runs=1)
     assert code == 1
     assert report["ok"] is False
     assert report["totals"] == {
@@ -210,32 +208,33 @@ def test_load_reports_missing_and_duplicated_readings_and_fails(tmp_path):
     assert "sensor-2: sent 4, stored 3, missing 1" in output
 
 
-def test_load_waits_for_a_slot_instead_of_failing(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_driver, "SLOT_POLL_SECONDS", 0.01)
+def test_slot_wait_waits_for_a_slot_instead_of_failing(tmp_path, monkeypatch):
     fake = FakeApi(busy_polls=3, busy_starts=2)
-    code, report, output = _load(fake, tmp_path, runs=2, sensors=1, data_points=2)
+    code, report, output = _load(fake, tmp_path, monkeypatch, runs=2, sensors=1, count=2)
     assert code == 0, output
     assert report["totals"]["stored"] == 4
     assert len(fake.posts("/api/runs/start")) == 4  # two refused with 409, then one per run
 
 
-def test_load_gives_up_on_a_slot_after_its_wait(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_driver, "SLOT_POLL_SECONDS", 0.01)
-    code, report, _ = _load(FakeApi(busy_polls=10_000), tmp_path, runs=1, slot_wait_s=0.1)
+def test_slot_wait_gives_up_on_a_slot_after_its_wait(tmp_path, monkeypatch):
+    code, report, _ = _load(FakeApi(busy_polls=10_000), tmp_path, monkeypatch, runs=1, slot_wait_s=0.1)
     assert code == 1
     assert report["runs"][0]["error"] == "5/5 simulations running, no slot available"
 
 
 def test_percentiles_are_observed_values():
-    values = [float(v) for v in range(1, 101)]
-    assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50.0, 95.0, 99.0)
-    assert percentile([7.0], 99) == 7.0 and percentile([], 50) is None
+    def latency(values: list[float]):
+        return speed([RunOutcome("alice", latencies_ms=values)])["latencyMs"]
+
+    summary = latency([float(v) for v in range(100, 0, -1)])
+    assert (summary["p50"], summary["p95"], summary["p99"], summary["max"]) == (50.0, 95.0, 99.0, 100.0)
+    assert latency([7.0])["p99"] == 7.0 and latency([])["p50"] is None
 
 
 # What the project runs by hand, each a command of its own (issue 12).
 EXPECTED_COMMANDS = {
     "serve", "tables", "package", "policies", "dashboard", "openapi", "capacity", "guards",
-    "checkov-view", "simulate", "load", "interrupt-all", "migrate", "migrate-readings-layout",
+    "simulate", "interrupt-all", "migrate", "device",
 }  # fmt: skip
 
 
@@ -258,7 +257,7 @@ def test_every_command_has_help(command):
     assert "Usage: main" in result.output or "Usage: iot-playground" in result.output
     # The first line of the help says what the command does, not just its name.
     assert len(result.output.split("\n\n")[1].strip()) > 20
-    for option in {"simulate": ["--interval-ms", "--batch"], "load": ["--data-points", "--report"]}.get(
+    for option in {"simulate": ["--interval-ms", "--batch", "--runs", "--verify", "--report"]}.get(
         command[0] if command else "", []
     ):
         assert option in result.output

@@ -23,7 +23,7 @@ import pytest
 
 from iot_playground.common.endpoints import endpoint_client
 from iot_playground.common.stages import Stage
-from iot_playground.deploy.tables_admin import ensure_tables
+from iot_playground.deploy.guards import ensure_tables
 from iot_playground.local.local_stack import start_dynamodb
 from tests.deploy_support import STAGE, package_dev
 

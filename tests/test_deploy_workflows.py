@@ -1,4 +1,4 @@
-"""The GitHub Actions workflows: actionlint-clean, and wired the way the README says."""
+"""The GitHub Actions workflows: actionlint-clean, and wired the way docs/operations.md says."""
 
 from __future__ import annotations
 

@@ -400,11 +400,11 @@ def test_throttling_surfaces_after_the_retries(moto_server, bare, layer):
 
 
 def test_the_app_client_goes_through_the_layer(dynamodb_faults, faulty_client):
-    from chalicelib.aws import dynamodb_client
+    import app
     from tests.helpers import start_run
 
     calls: Counter[str] = Counter()  # as tests/test_dynamodb_usage.py counts
-    dynamodb_client().meta.events.register(
+    app.parts().dynamodb.meta.events.register(
         "before-call.dynamodb", lambda model, **_: calls.update([model.name])
     )
     dynamodb_faults.lose_answer("TransactWriteItems", how="disconnect")

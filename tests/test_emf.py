@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from chalicelib import metrics
+from chalicelib import ingest
 
 # Units a MetricDefinition may name (CloudWatch MetricDatum's StandardUnit).
 _UNITS = [
@@ -181,47 +181,28 @@ def test_every_emitted_document_follows_the_specification(emf_documents):
         assert spec_violations(document, now) == [], document
 
 
-def test_documents_carry_each_reading_under_its_dimensions(emf_documents):
-    def values(document: dict[str, Any]) -> list[float]:
-        value = document[metrics.SENSOR_READING]
-        return value if isinstance(value, list) else [value]
-
+def test_documents_carry_each_reading_with_its_run_sensor_type_user_and_channel(emf_documents):
+    """One line a reading, whatever the body (Logs Insights cannot average a JSON array)."""
     by_key: dict[tuple[str, str, str], list[float]] = {}
-    ingested: dict[tuple[str, str, str], int] = {}
     for document in emf_documents:
         key = (document["SensorId"], document["Type"], document["RunId"])
-        by_key.setdefault(key, []).extend(values(document))
-        ingested[key] = ingested.get(key, 0) + document[metrics.DATA_INGESTED]
-        run_less = document["RunId"] == metrics.NO_RUN_DIMENSION_VALUE
-        assert document["User"] == (metrics.NO_RUN_DIMENSION_VALUE if run_less else "emf-user")
-        assert document[metrics.DATA_INGESTED] == len(values(document))
-    run_ids = {key[2] for key in by_key} - {metrics.NO_RUN_DIMENSION_VALUE}
-    assert len(run_ids) == 1
-    (run_id,) = run_ids
-    assert by_key[("s-1", "temperature", run_id)] == [21.5] + [20.0 + i / 10 for i in range(150)]
-    assert by_key[("s-2", "temperature", run_id)] == [22.5]
-    assert by_key[("s-2", "humidity", run_id)] == [41.0, 40.0]
-    assert by_key[("s-2", "pressure", run_id)] == [1013.2]
-    # Without a run, the sensor is not a dimension: nobody declared it.
-    none = metrics.NO_RUN_DIMENSION_VALUE
-    assert by_key[(none, "temperature", none)] == [1.5]
-    assert ingested[("s-1", "temperature", run_id)] == 151
-
-
-def test_a_batch_is_split_at_the_specifications_value_limit(emf_documents):
-    sizes = sorted(
-        len(d[metrics.SENSOR_READING])
-        for d in emf_documents
-        if isinstance(d[metrics.SENSOR_READING], list) and d["SensorId"] == "s-1"
-    )
-    assert sizes == [50, 100]
-
-
-def test_the_app_emits_exactly_the_metrics_it_declares(emf_documents):
-    assert emitted_metrics(emf_documents) == {
-        (metrics.NAMESPACE, metrics.SENSOR_READING, frozenset(metrics.READING_DIMENSIONS)),
-        (metrics.NAMESPACE, metrics.DATA_INGESTED, frozenset(metrics.INGESTED_DIMENSIONS)),
+        by_key.setdefault(key, []).append(document["SensorReading"])
+        assert document[ingest.DATA_INGESTED] == 1
+        assert (document["User"], document["Channel"], document["Stage"]) == ("emf-user", "http", "test")
+    (run_id,) = {key[2] for key in by_key} - {"none"}
+    assert by_key == {
+        ("s-1", "temperature", run_id): [21.5] + [20.0 + i / 10 for i in range(150)],
+        ("s-2", "temperature", run_id): [22.5],
+        ("s-2", "humidity", run_id): [41.0, 40.0],
+        ("s-2", "pressure", run_id): [1013.2],
+        ("s-9", "temperature", "none"): [1.5],
     }
+
+
+def test_the_app_emits_one_custom_metric_per_stage(emf_documents):
+    """Each distinct dimension value is a billed custom metric: only the stage is one."""
+    assert emitted_metrics(emf_documents) == {(ingest.NAMESPACE, ingest.DATA_INGESTED, frozenset({"Stage"}))}
+    assert {d["Stage"] for d in emf_documents} == {"test"}
 
 
 # ---- the checks themselves can fail ---------------------------------------------
@@ -280,35 +261,3 @@ def test_target_member_rules_catch_broken_documents(change):
     assert spec_violations(document) == []
     change(document)
     assert spec_violations(document) != []
-
-
-def test_callers_cannot_multiply_custom_metrics(client, capsys):
-    """Each distinct dimension value is a billed custom metric: a run's metrics are bounded
-    by its declared sensors, its owner and the known types, whatever the requests say."""
-    headers = {"Content-Type": "application/json", "X-User": "owner"}
-    run = json.loads(
-        client.http.post(
-            "/api/runs/start",
-            headers=headers,
-            body=json.dumps({"sensorIds": ["a"], "duration": 60, "interval": 1}),
-        ).body
-    )
-    capsys.readouterr()
-    for i in range(20):
-        body = {"sensorId": "a", "reading": i, "type": f"kind-{i}"}
-        spoofed = {**headers, "X-User": f"someone-{i}", "X-Run-Id": run["id"]}
-        assert (
-            client.http.post("/api/sensors/data", headers=spoofed, body=json.dumps(body)).status_code == 201
-        )
-        anonymous = {"sensorId": f"free-{i}", "reading": i}
-        assert (
-            client.http.post("/api/sensors/data", headers=headers, body=json.dumps(anonymous)).status_code
-            == 201
-        )
-    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    dimension_sets = {(d["SensorId"], d["User"], d["RunId"], d["Type"]) for d in documents}
-    none = metrics.NO_RUN_DIMENSION_VALUE
-    assert dimension_sets == {
-        ("a", "owner", run["id"], metrics.OTHER_TYPE),
-        (none, none, none, "temperature"),
-    }

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import ADMIN, TEST_SENSORS, call, start_run
+from tests.helpers import TEST_SENSORS, call, post_readings, start_run
 
 RUN_LIMIT = 5
 
@@ -27,14 +27,10 @@ def stored_readings(client, run_id):
 
 
 def slots_and_running():
-    from chalicelib import deps
+    import app
 
-    runs = deps.run_repository()
+    runs = app.parts().runs.repository
     return runs.count_running(), len(runs.newest(status="RUNNING"))
-
-
-def post_readings(client, run_id, body, **headers):
-    return call(client, "POST", "/api/sensors/data", body, **{"X-User": "u", "X-Run-Id": run_id, **headers})
 
 
 def timestamped(count, *, start_ms=1_800_000_000_000):
@@ -95,17 +91,17 @@ def test_interrupt_all_applied_then_retried_interrupts_each_run_once(faulty_clie
     for user in ("a", "b"):
         start_run(faulty_client, user=user)
     lost_answer("TransactWriteItems")
-    status, body = call(faulty_client, "POST", "/api/runs/interrupt-all", **ADMIN)
+    status, body = call(faulty_client, "POST", "/api/runs/interrupt-all")
     assert (status, body["interrupted"]) == (200, 2)
     assert slots_and_running() == (0, 0)
 
 
 def test_timeout_applied_then_retried_gives_the_slot_back_once(faulty_client, lost_answer, monkeypatch):
-    from chalicelib import clock
+    from chalicelib import schemas
 
     run = start_run(faulty_client, duration=1)
-    later = clock.now_ms() + 3_600_000
-    monkeypatch.setattr(clock, "now_ms", lambda: later)
+    later = schemas.now_ms() + 3_600_000
+    monkeypatch.setattr(schemas, "now_ms", lambda: later)
     lost_answer("TransactWriteItems")
     assert [r["id"] for r in call(faulty_client, "GET", "/api/runs/running")[1]] == []
     assert call(faulty_client, "GET", f"/api/runs/{run['id']}")[1]["status"] == "TIMEOUT"
@@ -119,7 +115,7 @@ def test_batch_resent_after_a_partial_503_stores_every_timestamped_reading_once(
     faulty_client, dynamodb_faults
 ):
     run = start_run(faulty_client)
-    # 16 sensors: 16 chunks. DynamoDB takes 1 item per BatchWriteItem: the batch runs out of attempts.
+    # DynamoDB takes 1 item per BatchWriteItem: the batch runs out of attempts.
     batch = [{**reading, "sensorId": TEST_SENSORS[i % 16]} for i, reading in enumerate(timestamped(60))]
     dynamodb_faults.unprocess_batch_writes(times=1000, keep=1)
     status, body = post_readings(faulty_client, run["id"], batch)
@@ -142,7 +138,7 @@ def test_batch_without_timestamps_resent_with_its_idempotency_key_is_stored_once
     run = start_run(faulty_client)
     batch = [{"sensorId": TEST_SENSORS[i % 16], "reading": float(i)} for i in range(40)]
     key = {"Idempotency-Key": str(uuid.uuid4())}
-    dynamodb_faults.unprocess_batch_writes(times=1000, keep=1)  # 16 chunks, 1 stored per call
+    dynamodb_faults.unprocess_batch_writes(times=1000, keep=1)  # 1 stored per call
     assert post_readings(faulty_client, run["id"], batch, **key)[0] == 503
     dynamodb_faults.clear()
     assert post_readings(faulty_client, run["id"], batch, **key) == (201, {"ingested": 40})
@@ -177,24 +173,29 @@ def keyed_start(client, key):
     return client.http.post("/api/runs/start", headers=headers, body=_encode(START))
 
 
-def rewrite_record(key, update, values):
-    """Change the record a keyed start left, as another attempt's state would look."""
-    from chalicelib import deps, idempotency
+def rewrite_records(update, values, which=".answer#"):
+    """Change the records keyed requests left (Powertools Idempotency's, the answers by
+    default), as another attempt's state, or time, would leave them."""
+    import app
 
-    store = deps.idempotency_store()
-    store._client.update_item(
-        TableName=store._table,
-        Key={"id": {"S": idempotency.record_id("POST /api/runs/start", key)}},
-        UpdateExpression=update,
-        ExpressionAttributeNames={"#state": "state"},
-        ExpressionAttributeValues=values,
-    )
+    settings, client = app.parts().settings, app.parts().dynamodb
+    names = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in update else {}
+    for item in client.scan(TableName=settings.idempotency_table)["Items"]:
+        if which in item["id"]["S"]:
+            client.update_item(
+                TableName=settings.idempotency_table,
+                Key={"id": item["id"]},
+                UpdateExpression=update,
+                ExpressionAttributeValues=values,
+                **names,
+            )
 
 
 def test_a_keyed_request_in_progress_is_409_with_retry_after(faulty_client):
     assert keyed_start(faulty_client, "busy").status_code == 201
-    rewrite_record(
-        "busy", "SET #state = :p, leaseUntil = :far", {":p": {"S": "IN_PROGRESS"}, ":far": {"N": "9" * 15}}
+    rewrite_records(
+        "SET #status = :p, in_progress_expiration = :far",
+        {":p": {"S": "INPROGRESS"}, ":far": {"N": "9" * 15}},
     )
     response = keyed_start(faulty_client, "busy")
     assert response.status_code == 409 and response.headers["Retry-After"] == "1"
@@ -203,15 +204,49 @@ def test_a_keyed_request_in_progress_is_409_with_retry_after(faulty_client):
 
 def test_a_keyed_start_whose_first_attempt_died_is_recognised_on_re_send(faulty_client):
     """The first attempt started the run and died before recording its answer; once its
-    lease has run out, the re-send answers with that run instead of starting another."""
+    time has run out, the re-send answers with that run instead of starting another."""
     first = _decode(keyed_start(faulty_client, "died").body)
-    rewrite_record(
-        "died", "SET #state = :p, leaseUntil = :past", {":p": {"S": "IN_PROGRESS"}, ":past": {"N": "0"}}
+    rewrite_records(
+        "SET #status = :p, in_progress_expiration = :past", {":p": {"S": "INPROGRESS"}, ":past": {"N": "0"}}
     )
     again = keyed_start(faulty_client, "died")
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert _decode(again.body)["id"] == first["id"]
     assert slots_and_running() == (1, 1)
+
+
+def test_a_key_is_the_callers_and_one_routes(faulty_client):
+    run = start_run(faulty_client, user="first")
+    reading = {"sensorId": "s", "reading": 1.5}
+    key = {"Idempotency-Key": "reading-1", "X-User": "u", "X-Run-Id": run["id"]}
+    assert call(faulty_client, "POST", "/api/sensors/data", reading, **key)[0] == 201
+    # The alias is the same route: the answer is replayed, the reading stored once.
+    again = faulty_client.http.post("/sensors/data", headers=_json(key), body=_encode(reading))
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert len(stored_readings(faulty_client, run["id"])) == 1
+    # Another route with the same key is another request: refused, nothing done.
+    status, error = call(faulty_client, "POST", "/api/runs/start", START, **key)
+    assert (status, error["error"]) == (422, "IdempotencyKeyReused")
+    assert slots_and_running() == (1, 1)
+    # Another caller's key is theirs alone.
+    other = {**key, "X-User": "v"}
+    assert call(faulty_client, "POST", "/api/sensors/data", {**reading, "reading": 2.5}, **other)[0] == 201
+    assert len(stored_readings(faulty_client, run["id"])) == 2
+
+
+def test_an_expired_key_starts_afresh_and_never_answers_with_another_callers_run(faulty_client):
+    first = _decode(keyed_start(faulty_client, "shared").body)
+    rewrite_records("SET expiration = :past", {":past": {"N": "1"}}, which="#")  # 24 h later
+    headers = {"Content-Type": "application/json", "X-User": "mallory", "Idempotency-Key": "shared"}
+    theirs = faulty_client.http.post("/api/runs/start", headers=headers, body=_encode(START))
+    assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs.headers
+    assert _decode(theirs.body)["id"] != first["id"] and _decode(theirs.body)["username"] == "mallory"
+    again = keyed_start(faulty_client, "shared")  # the first caller, after expiry: a new run
+    assert again.status_code == 201 and _decode(again.body)["id"] not in (
+        first["id"],
+        _decode(theirs.body)["id"],
+    )
+    assert slots_and_running() == (3, 3)
 
 
 # ---- DynamoDB keeps refusing: 503 + Retry-After, never 500, nothing half-written ----
@@ -258,20 +293,20 @@ def test_throttling_that_outlasts_the_sdk_retries_is_503_with_retry_after(
 
 
 def test_fifty_concurrent_starts_under_transaction_conflicts_give_exactly_the_limit(dynamodb_faults):
-    from chalicelib import deps, http_errors
-    from chalicelib.errors import DomainError
+    import app
+    from chalicelib.schemas import ApiError, RunParams
 
-    runs = deps.run_repository()
-    assert runs.max_concurrent_runs == RUN_LIMIT
+    runs = app.parts().runs
+    assert runs.repository.max_running == RUN_LIMIT
     barrier = threading.Barrier(50)
 
     def start(i):
         barrier.wait()
         try:
-            runs.start(username=f"u{i}", sensor_ids=["s"], duration=60, interval=1)
+            runs.start(f"u{i}", RunParams(sensorIds=["s"], duration=60, interval=1))
             return 201
-        except DomainError as error:
-            return http_errors.status_code(error)
+        except ApiError as error:
+            return error.status
 
     with ThreadPoolExecutor(50) as pool:
         answers = Counter(pool.map(start, range(50)))

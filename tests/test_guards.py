@@ -1,5 +1,6 @@
-"""`make guards` on moto: a stage as `chalice deploy` leaves it gets the guardrails of the
-packaged templates, and a second run changes nothing."""
+"""`make guards` on moto: a stage as `make tables` and `chalice deploy` leave it gets the
+description's API guards, alarms, table caps, budget, the devices' topic rule and the settings of
+the function's SQS event source; a second run changes nothing."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ import boto3
 import pytest
 
 from iot_playground.common.stages import Stage
-from iot_playground.deploy import cfn_template, guardrails, guards
+from iot_playground.deploy import cfn_template, guards, resources
+from tests.deploy_support import on_demand_throughput  # noqa: F401 (a fixture)
 
 REGION = "eu-west-3"
 TOPIC = "arn:aws:sns:eu-west-3:123456789012:iot-playground-alarms"
+EMAIL = "ops@example.com"
+ACCOUNT = "123456789012"  # moto's
+QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:iot-playground-dev-device-messages"
 
 
 @pytest.fixture
-def session() -> Iterator[Any]:
+def session(on_demand_throughput: Any) -> Iterator[Any]:  # noqa: F811
     from moto import mock_aws
 
     with mock_aws():
@@ -34,8 +39,11 @@ def stage() -> Stage:
 
 
 def chalice_deploy(session: Any, stage: Stage, tmp_path: Path) -> tuple[str, Path]:
-    """What `chalice deploy` leaves: the functions (with their reserved concurrency), a REST API
-    named after the app whose interrupt-all requires a key, its `api` stage, and its record."""
+    """What `make tables` (the queues) and `chalice deploy` leave: the functions (with their reserved
+    concurrency, the SQS one reading its queue), a REST API named after the app with its `api`
+    stage, and its record."""
+    clients = [session.client(service) for service in ("dynamodb", "s3", "sqs")]
+    guards.converge(guards.storage_steps(resources.describe(stage), ACCOUNT, *clients), report=None)
     role = session.client("iam").create_role(RoleName="api_handler", AssumeRolePolicyDocument="{}")["Role"][
         "Arn"
     ]
@@ -43,153 +51,160 @@ def chalice_deploy(session: Any, stage: Stage, tmp_path: Path) -> tuple[str, Pat
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("app.py", "app = None\n")
     lambda_ = session.client("lambda")
-    arns = {}
     for function, name in stage.function_names().items():
-        arns[function] = lambda_.create_function(
+        lambda_.create_function(
             FunctionName=name,
             Runtime="python3.11",
             Role=role,
             Handler="app.app",
             Code={"ZipFile": code.getvalue()},
-        )["FunctionArn"]
+        )
         concurrency = {**stage.settings, **stage.function_settings.get(function, {})}["reserved_concurrency"]
         lambda_.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=concurrency)
+    sqs_function = stage.function_names()[resources.INGEST]
+    lambda_.create_event_source_mapping(FunctionName=sqs_function, EventSourceArn=QUEUE, BatchSize=10)
     apigateway = session.client("apigateway")
     api = apigateway.create_rest_api(name=stage.app_name)["id"]
-    parent = apigateway.get_resources(restApiId=api)["items"][0]["id"]
-    for part in ("api", "runs", "interrupt-all"):
-        parent = apigateway.create_resource(restApiId=api, parentId=parent, pathPart=part)["id"]
-    apigateway.put_method(
-        restApiId=api, resourceId=parent, httpMethod="POST", authorizationType="NONE", apiKeyRequired=True
-    )
-    apigateway.put_integration(
-        restApiId=api, resourceId=parent, httpMethod="POST", type="AWS_PROXY", integrationHttpMethod="POST",
-        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{arns['api_handler']}/invocations",
-    )  # fmt: skip
+    root = apigateway.get_resources(restApiId=api)["items"][0]["id"]
+    route = apigateway.create_resource(restApiId=api, parentId=root, pathPart="api")["id"]
+    apigateway.put_method(restApiId=api, resourceId=route, httpMethod="GET", authorizationType="NONE")
+    apigateway.put_integration(restApiId=api, resourceId=route, httpMethod="GET", type="MOCK")
     apigateway.create_deployment(restApiId=api, stageName=stage.api_stage_name)
     record = tmp_path / "dev.json"
-    resources = [{"name": "rest_api", "resource_type": "rest_api", "rest_api_id": api}]
-    resources += [{"name": f, "resource_type": "lambda_function", "lambda_arn": a} for f, a in arns.items()]
-    record.write_text(json.dumps({"resources": resources, "schema_version": "2.0", "backend": "api"}))
+    record.write_text(
+        json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api", "rest_api_id": api}]})
+    )
     return api, record
 
 
-def test_guards_apply_the_templates_guardrails_once(session, stage, tmp_path):
+def test_guards_apply_the_description_once(session, stage, tmp_path):
     api, record = chalice_deploy(session, stage, tmp_path)
     apigateway, cloudwatch = session.client("apigateway"), session.client("cloudwatch")
     lines: list[str] = []
-    first = guards.run("dev", session=session, deployed=record, alarm_topic_arn=TOPIC, report=lines.append)
-    assert first and lines[0].startswith(f"dev: REST API {api}, stage api")
-    deployments = apigateway.get_deployments(restApiId=api)["items"]
-
-    # The stage's throttle, as the packaged templates set it.
-    settings = apigateway.get_stage(restApiId=api, stageName="api")["methodSettings"]["*/*"]
-    (method_settings,) = cfn_template.merge_template(stage)["Resources"]["RestAPI"]["Properties"][
-        "MethodSettings"
-    ]
-    assert (
-        settings["throttlingRateLimit"]
-        == method_settings["ThrottlingRateLimit"]
-        == stage.throttling.rate_limit
+    options = dict(
+        session=session, deployed=record, alarm_topic_arn=TOPIC, budget_email=EMAIL, report=lines.append
     )
-    assert settings["throttlingBurstLimit"] == method_settings["ThrottlingBurstLimit"]
-    assert settings["metricsEnabled"] is True
+    first = guards.run("dev", **options)
+    assert first and lines[0].startswith(f"dev: REST API {api}, stage api")
+    merge = cfn_template.merge_template(stage)["Resources"]
 
-    # The admin usage plan on the stage, and its enabled key in it.
+    settings = apigateway.get_stage(restApiId=api, stageName="api")["methodSettings"]["*/*"]
+    (packaged,) = merge["RestAPI"]["Properties"]["MethodSettings"]
+    assert settings["throttlingRateLimit"] == packaged["ThrottlingRateLimit"] == stage.throttling.rate_limit
+    assert settings["throttlingBurstLimit"] == packaged["ThrottlingBurstLimit"]
+
     (plan,) = apigateway.get_usage_plans()["items"]
-    assert plan["name"] == guardrails.admin_name(stage)
-    assert plan["apiStages"] == [{"apiId": api, "stage": "api"}]
-    assert float(plan["throttle"]["rateLimit"]) == 1.0 and plan["throttle"]["burstLimit"] == 2
+    assert (plan["name"], plan["apiStages"]) == ("iot-playground-dev-admin", [{"apiId": api, "stage": "api"}])
     (key,) = apigateway.get_api_keys(includeValues=True)["items"]
-    assert key["name"] == guardrails.admin_name(stage) and key["enabled"] and len(key["value"]) >= 20
+    assert key["enabled"] and len(key["value"]) >= 20
     assert [k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]] == [key["id"]]
 
-    # The gateway responses of the templates, and a deployment that makes them effective.
     responses = {r["responseType"]: r for r in apigateway.get_gateway_responses(restApiId=api)["items"]}
-    packaged = cfn_template.merge_template(stage)["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
-    assert set(responses) == set(packaged)
-    for kind, response in packaged.items():
+    for kind, response in merge["RestAPI"]["Properties"]["GatewayResponses"].items():
         assert responses[kind]["responseTemplates"] == response["ResponseTemplates"]
         assert responses[kind].get("statusCode") == response.get("StatusCode")
-        headers = {
-            f"gatewayresponse.header.{k}": v for k, v in response["ResponseParameters"]["Headers"].items()
-        }
-        assert responses[kind]["responseParameters"] == headers
-    assert len(deployments) == 2  # chalice deploy's and the one after the gateway responses
+    deployments = apigateway.get_deployments(restApiId=api)["items"]
+    assert len(deployments) == 2  # chalice deploy's, and one after them
 
-    # The alarms of the templates, on the deployed names, notifying the topic.
     alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
-    template_alarms = [
-        r["Properties"]
-        for r in cfn_template.merge_template(stage)["Resources"].values()
-        if r.get("Type") == "AWS::CloudWatch::Alarm"
-    ]
-    assert set(alarms) == {a["AlarmName"] for a in template_alarms}
+    assert set(alarms) == {
+        r["Properties"]["AlarmName"] for r in merge.values() if r.get("Type") == "AWS::CloudWatch::Alarm"
+    }
     errors = alarms["iot-playground-dev-api_handler-errors"]
-    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": "iot-playground-dev"}]
-    assert errors["AlarmActions"] == [TOPIC] and errors["Threshold"] == guardrails.LAMBDA_ERRORS_THRESHOLD
-    throttles = alarms["iot-playground-dev-readings-table-throttles"]
-    dimensions = [m["MetricStat"]["Metric"]["Dimensions"] for m in throttles["Metrics"] if "MetricStat" in m]
-    assert dimensions == [[{"Name": "TableName", "Value": "iot-playground-readings-dev"}]] * 2
+    dimensions = errors["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
+    assert dimensions == [{"Name": "FunctionName", "Value": "iot-playground-dev"}]
+    assert errors["AlarmActions"] == [TOPIC]
 
-    # Run again: nothing to change, nothing written.
+    dynamodb = session.client("dynamodb")
+    for table in resources.describe(stage)["tables"]:
+        described = dynamodb.describe_table(TableName=table["name"])["Table"]
+        assert described["OnDemandThroughput"] == table["throughput"]
+    budgets = session.client("budgets", region_name="us-east-1")
+    named = dict(AccountId="123456789012", BudgetName="iot-playground-dev-daily")
+    budget = budgets.describe_budget(**named)["Budget"]
+    assert float(budget["BudgetLimit"]["Amount"]) == resources.describe(stage)["budget"]["usd"]
+    (alert,) = budgets.describe_notifications_for_budget(**named)["Notifications"]
+    assert (alert["NotificationType"], alert["Threshold"]) == ("ACTUAL", 100)
+
+    device_messages_are_wired(session, stage)
     lines.clear()
-    assert (
-        guards.run("dev", session=session, deployed=record, alarm_topic_arn=TOPIC, report=lines.append) == []
-    )
-    assert lines[-1] == "dev: nothing to change"
+    assert guards.run("dev", **options) == [] and lines[-1] == "dev: nothing to change"
     assert len(apigateway.get_deployments(restApiId=api)["items"]) == 2
-    assert len(apigateway.get_usage_plans()["items"]) == len(apigateway.get_api_keys()["items"]) == 1
+
+
+def device_messages_are_wired(session: Any, stage: Stage) -> None:
+    """The rule sends each message to the queue, failures to the dead-letter queue, with a role that
+    may only send there; the function's batches report their failures."""
+    iot, iam, sqs = (session.client(s) for s in ("iot", "iam", "sqs"))
+    rule = iot.get_topic_rule(ruleName="iot_playground_dev_device_messages")["rule"]
+    topics = "FROM 'iot-playground/dev/runs/+/sensors/+'"
+    assert rule["sql"] == f"SELECT encode(*, 'base64') AS payload, topic() AS topic {topics}"
+    assert (rule["awsIotSqlVersion"], rule["ruleDisabled"]) == ("2016-03-23", False)
+    role = iam.get_role(RoleName="iot-playground-dev-device-messages-rule")["Role"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "iot.amazonaws.com"}
+    assert (
+        trust["Action"] == "sts:AssumeRole" and "Condition" not in trust
+    )  # iam:PassRole: this account's rules
+    url = sqs.get_queue_url(QueueName="iot-playground-dev-device-messages")["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName="iot-playground-dev-device-messages-dlq")["QueueUrl"]
+    (action,) = rule["actions"]
+    assert action == {"sqs": {"queueUrl": url, "roleArn": role["Arn"], "useBase64": False}}
+    assert rule["errorAction"] == {"sqs": {"queueUrl": dlq, "roleArn": role["Arn"], "useBase64": False}}
+    names = dict(RoleName=role["RoleName"], PolicyName=role["RoleName"])
+    (sends,) = iam.get_role_policy(**names)["PolicyDocument"]["Statement"]
+    assert sends["Action"] == "sqs:SendMessage" and sends["Resource"] == [f"{QUEUE}-dlq", QUEUE]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": f"{QUEUE}-dlq",
+        "maxReceiveCount": 5,
+    }
+    assert attributes["SqsManagedSseEnabled"] == "true" and int(attributes["VisibilityTimeout"]) >= 6 * 30
+    (mapping,) = session.client("lambda").list_event_source_mappings(EventSourceArn=QUEUE)[
+        "EventSourceMappings"
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    concurrency = stage.function_settings[resources.INGEST]["reserved_concurrency"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": concurrency}
 
 
 def test_guards_restore_what_a_later_chalice_deploy_reset(session, stage, tmp_path):
     api, record = chalice_deploy(session, stage, tmp_path)
     guards.run("dev", session=session, deployed=record, report=lambda _: None)
-    apigateway, lambda_ = session.client("apigateway"), session.client("lambda")
-    # A redeploy overwrites the API definition (gateway responses back to API Gateway's own)...
-    apigateway.delete_gateway_response(restApiId=api, responseType="THROTTLED")
-    apigateway.update_stage(
-        restApiId=api,
-        stageName="api",
-        patchOperations=[{"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "20"}],
+    apigateway = session.client("apigateway")
+    apigateway.delete_gateway_response(restApiId=api, responseType="THROTTLED")  # a redeploy resets them
+    patch = [{"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "20"}]
+    apigateway.update_stage(restApiId=api, stageName="api", patchOperations=patch)
+    session.client("lambda").put_function_concurrency(
+        FunctionName="iot-playground-dev", ReservedConcurrentExecutions=10
     )
-    # ...and someone changed the concurrency and the usage plan by hand.
-    lambda_.put_function_concurrency(FunctionName="iot-playground-dev", ReservedConcurrentExecutions=10)
-    (plan,) = apigateway.get_usage_plans()["items"]
-    apigateway.update_usage_plan(
-        usagePlanId=plan["id"],
-        patchOperations=[{"op": "remove", "path": "/apiStages", "value": f"{api}:api"}],
-    )
-    changes = guards.run("dev", session=session, deployed=record, report=lambda _: None)
-    assert changes == [
-        "gateway response THROTTLED",
-        "stage api: deployed again (gateway responses take effect on deployment)",
-        f"stage api: throttle {stage.throttling.rate_limit:g} req/s, burst {stage.throttling.burst_limit}",
-        "usage plan iot-playground-dev-admin: attached to stage api, admin throttle",
-        f"function iot-playground-dev: reserved concurrency {stage.settings['reserved_concurrency']}",
+    (mapping,) = session.client("lambda").list_event_source_mappings(EventSourceArn=QUEUE)[
+        "EventSourceMappings"
     ]
+    session.client("lambda").update_event_source_mapping(UUID=mapping["UUID"], FunctionResponseTypes=[])
+    changes = guards.run("dev", session=session, deployed=record, report=lambda _: None)
+    assert changes[:3] == [
+        "gateway response THROTTLED",
+        "stage api: deployed again",
+        f"stage api: throttle {stage.throttling.rate_limit:g} req/s, burst {stage.throttling.burst_limit}",
+    ]
+    assert len(changes) == 4 and changes[3].startswith(f"{resources.INGEST}: SQS event source")
     assert guards.run("dev", session=session, deployed=record, report=lambda _: None) == []
 
 
 def test_dry_run_changes_nothing(session, stage, tmp_path):
     _, record = chalice_deploy(session, stage, tmp_path)
     planned = guards.run("dev", session=session, deployed=record, dry_run=True, report=lambda _: None)
-    assert "usage plan iot-playground-dev-admin: created on stage api" in planned
+    assert "usage plan iot-playground-dev-admin: on stage api, admin throttle" in planned
+    assert "topic rule iot_playground_dev_device_messages" in planned  # tables and queues: `make tables`'s
     assert session.client("apigateway").get_usage_plans()["items"] == []
     assert session.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
-
-
-def test_the_api_is_found_by_name_when_there_is_no_record(session, stage, tmp_path):
-    api, _ = chalice_deploy(session, stage, tmp_path)
-    assert guards.run("dev", session=session, deployed=tmp_path / "none.json", report=lambda _: None)
-    # Two APIs named after the app (dev and prod in one account): the record or an id is needed.
-    session.client("apigateway").create_rest_api(name=stage.app_name)
-    with pytest.raises(guards.GuardsError, match="2 REST APIs named 'iot-playground'"):
-        guards.run("dev", session=session, deployed=tmp_path / "none.json", report=lambda _: None)
-    assert guards.run("dev", session=session, rest_api_id=api, report=lambda _: None) == []
+    assert session.client("iot").list_topic_rules()["rules"] == []
 
 
 def test_guards_refuse_a_stage_that_is_not_deployed(session, stage, tmp_path):
+    with pytest.raises(guards.GuardsError, match="pass --rest-api-id"):
+        guards.run("dev", session=session, deployed=tmp_path / "none.json", report=lambda _: None)
     api = session.client("apigateway").create_rest_api(name=stage.app_name)["id"]
     with pytest.raises(guards.GuardsError, match="no stage 'api'"):
         guards.run("dev", session=session, rest_api_id=api, report=lambda _: None)

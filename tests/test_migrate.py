@@ -208,9 +208,9 @@ def _summary_row(output: str, table: str) -> list[int]:
 
 
 def _all_items(table: str) -> list[dict[str, Any]]:
-    from chalicelib.aws import dynamodb_client
+    import app
 
-    client = dynamodb_client()
+    client = app.parts().dynamodb
     items: list[dict[str, Any]] = []
     for page in client.get_paginator("scan").paginate(TableName=table):
         items.extend(page["Items"])
@@ -218,15 +218,15 @@ def _all_items(table: str) -> list[dict[str, Any]]:
 
 
 def _readings_table() -> str:
-    from chalicelib.settings import get_settings
+    import app
 
-    return get_settings().readings_table
+    return app.parts().settings.readings_table
 
 
 def _run_repository() -> Any:
-    from chalicelib import deps
+    import app
 
-    return deps.run_repository()
+    return app.parts().runs.repository
 
 
 def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(aws, old_database):
@@ -258,9 +258,10 @@ def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(
     assert len(readings) == 120
     keys = {(item["pk"]["S"], item["sk"]["S"]) for item in readings}
     assert len(keys) == 120
-    # No run column: no run. One chunk of one reading per row, keyed by the row id.
-    assert all(item["pk"]["S"] == "-" and item["sensorId"]["S"].startswith("sensor-") for item in readings)
-    assert all(item["n"]["N"] == "1" and "#import-" in item["sk"]["S"] for item in readings)
+    # No run column: no run; each sensor's readings in its own partition, as the API keeps them.
+    assert all(
+        item["pk"]["S"] == "sensor#" + item["sensorId"]["S"] and "runId" not in item for item in readings
+    )
     assert sorted(_values(item)[0] for item in readings) == sorted(
         round(15 + n % 200 / 10, 1) for n in range(120)
     )
@@ -278,10 +279,9 @@ def test_every_row_arrives_once_with_mapped_statuses_and_a_rerun_writes_nothing(
 
 
 def test_an_interrupted_migration_resumes_without_duplicates(aws, old_database):
-    from iot_playground.migration.migrate import MigrationOptions, run_migrate_command
+    from iot_playground.migration import migrate
 
     _fill(old_database, runs=3, readings=95)
-    options = MigrationOptions(postgres_url=old_database, batch_size=20)
 
     def interrupt_after_third_reading_batch(table: str, batch: int) -> None:
         # Ctrl-C after the batch is written but before its checkpoint: the worst moment.
@@ -289,8 +289,9 @@ def test_an_interrupted_migration_resumes_without_duplicates(aws, old_database):
             raise KeyboardInterrupt
 
     output = io.StringIO()
-    code = run_migrate_command(
-        options,
+    code = migrate(
+        old_database,
+        batch_size=20,
         stage=None,
         console=Console(file=output, width=120),
         after_batch=interrupt_after_third_reading_batch,
@@ -324,9 +325,7 @@ def test_dry_run_writes_nothing_and_counts_what_it_would(aws, old_database):
 
 
 def _values(item):
-    from chalicelib.readings import _unpack
-
-    return [value for _, value in _unpack(int(item["firstAt"]["N"]), item["d"]["B"])]
+    return [float(item["reading"]["N"])]
 
 
 def test_readings_join_their_run_when_the_old_table_has_a_run_column(aws, old_database):

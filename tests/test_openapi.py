@@ -1,4 +1,4 @@
-"""The OpenAPI document (chalicelib/openapi.py): every route of app.py and nothing else,
+"""The OpenAPI document (iot_playground/openapi.py): every route of app.py and nothing else,
 committed as generated, valid OpenAPI 3.1, with patterns that mean in ECMAScript what
 they mean to the app. The fuzzing against the local stack is tests/test_openapi_fuzz.py."""
 
@@ -14,7 +14,8 @@ import jsonschema_rs
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from chalicelib import idempotency, openapi, schemas, series
+from chalicelib import analytics, http, schemas
+from iot_playground import openapi
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -43,8 +44,8 @@ def test_the_document_has_every_route_and_no_other() -> None:
 
 
 def test_the_committed_document_is_the_generated_one() -> None:
-    committed = openapi.DOCUMENT_FILE.read_text(encoding="utf-8")
-    assert committed == openapi.document_text(), "docs/openapi.json is stale: run `make openapi`"
+    committed = json.loads(openapi.DOCUMENT.read_text(encoding="utf-8"))
+    assert committed == openapi.document(), "docs/openapi.json is stale: run `make openapi`"
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -70,28 +71,22 @@ def test_links_name_operations_and_their_parameters() -> None:
                     assert set(link["parameters"]) <= parameters, name
 
 
-def test_every_error_answer_is_the_error_shape() -> None:
-    document = openapi.document()
-    shared = document["components"]["responses"]
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            for status, response in operation["responses"].items():
-                if int(status) < 400:
-                    continue
-                if "$ref" in response:
-                    response = shared[response["$ref"].rsplit("/", 1)[1]]
-                assert response["content"] == {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                }, f"{method.upper()} {path} {status}"
+def test_every_error_answer_is_the_error_shape_and_the_apps_table() -> None:
+    from chalicelib.schemas import ANSWERS
 
-
-def test_every_route_declares_what_any_route_can_answer() -> None:
+    statuses = {str(error.status) for error in ANSWERS}
     for path, item in openapi.document()["paths"].items():
         for method, operation in item.items():
-            statuses = set(operation["responses"])
-            assert {"413", "415", "429", "500"} <= statuses, f"{method.upper()} {path}"
+            codes = set(operation["responses"])
+            assert {"413", "415"} <= codes, f"{method.upper()} {path}"
             if method == "post":
-                assert {"400", "422"} <= statuses, f"{method.upper()} {path}"
+                assert {"400", "409", "422"} <= codes, f"{method.upper()} {path}"
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert status in statuses
+                    assert response["content"] == {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    }
 
 
 def test_the_admin_route_asks_for_the_key() -> None:
@@ -103,7 +98,7 @@ def test_the_admin_route_asks_for_the_key() -> None:
 
 
 def test_the_api_serves_the_document(client: Any) -> None:
-    response = client.http.get(openapi.PATH, headers={"Host": "api.example.com"})
+    response = client.http.get("/api/openapi.json", headers={"Host": "api.example.com"})
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert json.loads(response.body) == {**openapi.document(), "servers": [{"url": "http://api.example.com"}]}
@@ -112,8 +107,8 @@ def test_the_api_serves_the_document(client: Any) -> None:
 @pytest.mark.parametrize(
     ("path", "bounds", "query"),
     [
-        ("/api/runs", openapi.RUNS_PAGE_LIMIT, ""),
-        ("/api/sensors/data", openapi.READINGS_PAGE_LIMIT, "&sensorId=s1"),
+        ("/api/runs", schemas.RUNS_PAGE, ""),
+        ("/api/sensors/data", schemas.READINGS_PAGE, "&sensorId=s1"),
     ],
 )
 def test_documented_page_limits_are_the_routes(
@@ -129,9 +124,10 @@ def test_documented_page_limits_are_the_routes(
 
 
 def test_idempotency_key_pattern_is_the_apps() -> None:
-    pattern = re.compile(openapi.IDEMPOTENCY_KEY_PATTERN.removeprefix("^").removesuffix("$"))
+    documented = openapi.KEY["schema"]["pattern"]
+    pattern = re.compile(documented.removeprefix("^").removesuffix("$"))
     for key in ("k", "x" * 128, "x" * 129, "a b", "é", "", "abc\n"):
-        assert bool(pattern.fullmatch(key)) == bool(idempotency.KEY_RE.fullmatch(key)), key
+        assert bool(pattern.fullmatch(key)) == bool(http._KEY.fullmatch(key)), key
 
 
 # ---- regex dialects ----------------------------------------------------------
@@ -141,7 +137,7 @@ PYTHON_PATTERNS = (
     schemas.USER_PATTERN,
     schemas.TYPE_PATTERN,
     schemas.RUN_ID_PATTERN,
-    series.INTERVAL_PATTERN,
+    analytics.INTERVAL_PATTERN,
 )
 UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 PROBES = (
@@ -166,7 +162,7 @@ def all_patterns(value: Any) -> list[str]:
 
 
 def test_the_document_has_only_translated_patterns() -> None:
-    known = {openapi.ecma_pattern(p) for p in PYTHON_PATTERNS} | {openapi.IDEMPOTENCY_KEY_PATTERN}
+    known = {openapi.ecma_pattern(p) for p in PYTHON_PATTERNS} | {openapi.KEY["schema"]["pattern"]}
     assert set(all_patterns(openapi.document())) <= known
 
 
@@ -205,7 +201,6 @@ def test_translated_patterns_are_ecmascript() -> None:
     ("python", "ecma"),
     [
         (r"^[a-z]{1,3}(?!\n)$", r"^[a-z]{1,3}$"),
-        (r"\A[a-z]{1,3}\Z", r"^[a-z]{1,3}$"),
         (r"^[a-z]{1,3}$", r"^[a-z]{1,3}\n?$"),  # what a bare Python `$` lets through
         (r"^a\$", r"^a\$"),
     ],
@@ -214,7 +209,7 @@ def test_ecma_pattern_translates_the_end_anchors(python: str, ecma: str) -> None
     assert openapi.ecma_pattern(python) == ecma
 
 
-@pytest.mark.parametrize("python", [r"^(?P<x>a)$", r"^(?i)a$", r"^a\Zb", r"[a-z]+$", r"^a++$"])
+@pytest.mark.parametrize("python", [r"^(?P<x>a)$", r"^(?i)a$", r"^a\Zb", r"[a-z]+$", r"^(?>a)$"])
 def test_ecma_pattern_refuses_what_it_cannot_translate(python: str) -> None:
     with pytest.raises(ValueError):
         openapi.ecma_pattern(python)

@@ -22,7 +22,8 @@ import pytest
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
-from chalicelib import idempotency, openapi
+from chalicelib import http
+from iot_playground import openapi
 from tests.conftest import LocalStack
 
 pytestmark = pytest.mark.e2e
@@ -97,8 +98,8 @@ def distinct_idempotency_keys(context: Any, case: Any) -> Any:
     Re-sends of the same request keep their key, so replays are exercised too. Keys that
     are invalid on purpose (negative cases) are left as drawn."""
     headers = case.headers or {}
-    key = headers.get(idempotency.HEADER)
-    if isinstance(key, str) and idempotency.KEY_RE.fullmatch(key):
+    key = headers.get(http.IDEMPOTENCY_HEADER)
+    if isinstance(key, str) and http._KEY.fullmatch(key):
         request = json.dumps(
             [
                 case.method,
@@ -112,7 +113,7 @@ def distinct_idempotency_keys(context: Any, case: Any) -> Any:
             default=repr,
         )
         digest = hashlib.sha256(request.encode()).hexdigest()[:16]
-        headers[idempotency.HEADER] = f"{key[:100]}-{digest}"
+        headers[http.IDEMPOTENCY_HEADER] = f"{key[:100]}-{digest}"
     return case
 
 
@@ -132,7 +133,7 @@ def test_schemathesis_finds_nothing(fuzz_stack: LocalStack) -> None:
     )
     # The document as the stack serves it. Not `from_url`: schemathesis leaves out the operation
     # that served the schema it loaded, and GET /api/openapi.json is to be tested too.
-    with urllib.request.urlopen(f"{fuzz_stack.base_url}{openapi.PATH}", timeout=30) as response:
+    with urllib.request.urlopen(f"{fuzz_stack.base_url}/api/openapi.json", timeout=30) as response:
         served = json.load(response)
     schema = schemathesis.openapi.from_dict(served, config=config)
     schema.hook("map_case")(distinct_idempotency_keys)

@@ -1,28 +1,35 @@
-"""The Lambda role grants exactly the DynamoDB and S3 actions the deployed code calls.
+"""The Lambda roles grant exactly the DynamoDB and S3 actions the deployed code calls.
 
 The calls are read from the source (app.py and chalicelib/, what the Lambda
 package holds) with `ast`: every `<...>client.<operation>(` call, mapped to its
 IAM action through botocore's DynamoDB model. Each call is attributed to a table
-through the repository class it sits in and the settings attribute deps.py
+through the repository class it sits in and the settings attribute parts.py
 builds that class with; a call that cannot be attributed must be granted on
 every table. S3 calls (on a client named `s3`, or `s3_client()`) are read the same
 way through botocore's S3 model, a presigned URL as the action it signs.
+
+The API handler's policy (shared with the sweep) covers every call in the code;
+`ingest_device_messages` has its own, covering the calls of what it can reach:
+every function or method whose name the reachable code calls or passes on (by
+name, so more rather than less). Its SQS actions are Lambda's poller's.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.tables import ALL_TABLES
 from iot_playground.cli import main
 from iot_playground.common.stages import CHALICE_DIR, DEPLOY_STAGES, Stage
-from iot_playground.deploy import iam
+from iot_playground.deploy import resources as described
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_SOURCES = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
@@ -36,21 +43,23 @@ _TRANSACT_ITEM_ACTIONS = {
     "ConditionCheck": "ConditionCheckItem",
 }
 ALL_TABLES_KEY = "*"
+# The tables the app's own code reads and writes; Powertools' Idempotency alone uses the third.
+TABLES = described.tables("dev", {})
+CODE_TABLES = [t["key"] for t in TABLES if t["key"] != "idempotency"]
+POWERTOOLS_IDEMPOTENCY_ACTIONS = {
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+}
 
 
-def _operation_names() -> dict[str, str]:
+@functools.cache
+def _operation_names(service: str = "dynamodb") -> dict[str, str]:
     import botocore.session
     from botocore import xform_name
 
-    model = botocore.session.get_session().get_service_model("dynamodb")
-    return {xform_name(name): name for name in model.operation_names}
-
-
-def _s3_operation_names() -> dict[str, str]:
-    import botocore.session
-    from botocore import xform_name
-
-    model = botocore.session.get_session().get_service_model("s3")
+    model = botocore.session.get_session().get_service_model(service)
     return {xform_name(name): name for name in model.operation_names}
 
 
@@ -64,7 +73,7 @@ def _is_s3(node: ast.expr) -> bool:
 
 def s3_calls(source: str) -> set[str]:
     """IAM actions (`s3:...`) the source calls or signs URLs for."""
-    operations = _s3_operation_names()
+    operations = _operation_names("s3")
     actions = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _is_s3(node.func.value):
@@ -88,7 +97,7 @@ def _is_client(node: ast.expr) -> bool:
     return False
 
 
-def _transaction_actions(tree: ast.Module) -> set[str]:
+def _transaction_actions(tree: ast.AST) -> set[str]:
     keys = {
         key.value
         for node in ast.walk(tree)
@@ -99,8 +108,9 @@ def _transaction_actions(tree: ast.Module) -> set[str]:
     return {action for key, action in _TRANSACT_ITEM_ACTIONS.items() if key in keys}
 
 
-def dynamodb_calls(source: str) -> dict[str | None, set[str]]:
-    """IAM action names (without `dynamodb:`) the source calls, per enclosing class."""
+def dynamodb_calls(source: str, transactions: ast.AST | None = None) -> dict[str | None, set[str]]:
+    """IAM action names (without `dynamodb:`) the source calls, per enclosing class; a transaction's
+    items are those `transactions` builds (default: the whole source)."""
     operations = _operation_names()
     tree = ast.parse(source)
     calls: dict[str | None, set[str]] = defaultdict(set)
@@ -124,7 +134,7 @@ def dynamodb_calls(source: str) -> dict[str | None, set[str]]:
                             f"{method}() is not a DynamoDB operation: extend the policy source"
                         )
                     if method == "transact_write_items":
-                        calls[owner] |= _transaction_actions(tree)
+                        calls[owner] |= _transaction_actions(transactions or tree)
                     elif method == "transact_get_items":
                         calls[owner].add("GetItem")
                     else:
@@ -138,9 +148,7 @@ def dynamodb_calls(source: str) -> dict[str | None, set[str]]:
 def repository_tables() -> dict[str, str]:
     """Class name -> table logical name, from constructor calls such as
     `RunRepository(dynamodb_client(), settings.runs_table, ...)`."""
-    table_attributes = {
-        f"{definition.logical_name}_table": definition.logical_name for definition in ALL_TABLES
-    }
+    table_attributes = {t["setting"].lower(): t["key"] for t in TABLES}
     owners: dict[str, str] = {}
     for path in LAMBDA_SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -152,30 +160,77 @@ def repository_tables() -> dict[str, str]:
     return owners
 
 
-def actions_by_table() -> dict[str, set[str]]:
+def _by_table(calls: list[tuple[str | None, set[str]]]) -> dict[str, set[str]]:
+    """(class, actions) pairs as IAM actions per table (every table's for an unattributed call)."""
     owners = repository_tables()
     used: dict[str, set[str]] = defaultdict(set)
-    for path in LAMBDA_SOURCES:
-        for owner, actions in dynamodb_calls(path.read_text()).items():
-            table = owners.get(owner or "", ALL_TABLES_KEY)
-            targets = [d.logical_name for d in ALL_TABLES] if table == ALL_TABLES_KEY else [table]
-            for target in targets:
-                used[target] |= {f"dynamodb:{action}" for action in actions}
+    for owner, actions in calls:
+        table = owners.get(owner or "", ALL_TABLES_KEY)
+        for target in CODE_TABLES if table == ALL_TABLES_KEY else [table]:
+            used[target] |= {f"dynamodb:{action}" for action in actions}
     return dict(used)
 
 
+def actions_by_table() -> dict[str, set[str]]:
+    return _by_table([call for path in LAMBDA_SOURCES for call in dynamodb_calls(path.read_text()).items()])
+
+
+Definition = tuple[str | None, ast.FunctionDef]  # its class (None: a function), its node
+
+
+def definitions() -> dict[str, list[Definition]]:
+    """Every function and method of the Lambda sources, by name."""
+    found: dict[str, list[Definition]] = defaultdict(list)
+
+    def visit(node: ast.AST, owner: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef):
+                found[child.name].append((owner, child))
+            visit(child, child.name if isinstance(child, ast.ClassDef) else owner)
+
+    for path in LAMBDA_SOURCES:
+        visit(ast.parse(path.read_text()), None)
+    return found
+
+
+def _called(node: ast.AST) -> set[str]:
+    """The names `node` calls, or passes on as arguments (a handler, a callback)."""
+    names = set()
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        for target in [call.func, *call.args, *(k.value for k in call.keywords)]:
+            names |= {target.id} if isinstance(target, ast.Name) else set()
+            names |= {target.attr} if isinstance(target, ast.Attribute) else set()
+    return names
+
+
+def reachable(root: str) -> list[Definition]:
+    everything, found, todo = definitions(), list[Definition](), list(definitions()[root])
+    while todo:
+        owner, node = todo.pop()
+        if all(node is not seen for _, seen in found):
+            found.append((owner, node))
+            todo += [d for name in _called(node) for d in everything.get(name, [])]
+    return found
+
+
+def actions_reachable_from(root: str) -> dict[str, set[str]]:
+    """IAM actions per table of what the function `root` of app.py can reach."""
+    found, calls = reachable(root), []
+    for owner, node in found:
+        siblings = ast.Module(body=[n for o, n in found if o == owner], type_ignores=[])
+        calls += [(owner, actions) for actions in dynamodb_calls(ast.unparse(node), siblings).values()]
+    return _by_table(calls)
+
+
 def granted_by_table(policy: dict[str, object], stage: Stage) -> dict[str, set[str]]:
-    settings = stage.app_settings
     granted: dict[str, set[str]] = defaultdict(set)
     for statement in policy["Statement"]:  # type: ignore[attr-defined]
         resources = statement["Resource"]
         resources = [resources] if isinstance(resources, str) else resources
-        for definition in ALL_TABLES:
-            table_arn = f"arn:aws:dynamodb:*:*:table/{definition.table_name(settings)}"
+        for table in described.tables(stage.name, stage.environment):
+            table_arn = f"arn:aws:dynamodb:*:*:table/{table['name']}"
             if any(r == table_arn or r.startswith(f"{table_arn}/index/") for r in resources):
-                granted[definition.logical_name] |= {
-                    a for a in statement["Action"] if a.startswith("dynamodb:")
-                }
+                granted[table["key"]] |= {a for a in statement["Action"] if a.startswith("dynamodb:")}
     return dict(granted)
 
 
@@ -212,7 +267,7 @@ s3_client().generate_presigned_url("get_object", Params={})
 
 def test_the_policy_grants_exactly_the_s3_calls_on_the_reports_bucket_objects_only():
     used = set().union(*(s3_calls(path.read_text()) for path in LAMBDA_SOURCES))
-    assert used == set(iam.S3_ACTIONS) == {"s3:GetObject", "s3:PutObject"}
+    assert used == set(described.S3_ACTIONS) == {"s3:GetObject", "s3:PutObject"}
     for stage_name in DEPLOY_STAGES:
         stage = Stage.load(stage_name)
         policy = json.loads(stage.policy_file.read_text())
@@ -221,56 +276,100 @@ def test_the_policy_grants_exactly_the_s3_calls_on_the_reports_bucket_objects_on
             {
                 "Sid": "ReportObjects",
                 "Effect": "Allow",
-                "Action": list(iam.S3_ACTIONS),
+                "Action": list(described.S3_ACTIONS),
                 "Resource": [f"arn:aws:s3:::{stage.app_settings.reports_bucket}/*"],
             }
         ]
         assert stage.app_settings.reports_bucket == f"iot-playground-reports-{stage_name}"
 
 
-def test_the_code_is_attributed_to_both_tables():
+def test_the_code_is_attributed_to_its_tables():
     used = actions_by_table()
-    assert set(used) == {d.logical_name for d in ALL_TABLES}
+    assert set(used) == set(CODE_TABLES)
     # The run limit lives in transactions: without UpdateItem no run could start or end.
     assert "dynamodb:UpdateItem" in used["runs"]
 
 
 def test_the_policy_source_matches_the_code():
     used = actions_by_table()
-    declared = {table: set(actions) for table, actions in iam.DYNAMODB_ACTIONS.items()}
-    assert declared == used, (
-        "iot_playground/deploy/iam.py DYNAMODB_ACTIONS must list exactly what the code calls"
-    )
+    declared = {table: set(actions) for table, actions in described.DYNAMODB_ACTIONS.items()}
+    assert declared.pop("idempotency") == POWERTOOLS_IDEMPOTENCY_ACTIONS
+    assert declared == used, "resources.py DYNAMODB_ACTIONS must list exactly what the code calls"
+
+
+def policies(stage: Stage) -> dict[str, tuple[list[str], dict[str, Any]]]:
+    """Each policy file of the stage: its functions and its policy, checked against `make policies`."""
+    d, found = described.describe(stage), {}
+    for file, functions in d["policies"].items():
+        policy = json.loads(stage.policy_file.with_name(file).read_text())
+        assert policy == described.resolve(described.policy(d, file), described.arn_refs(d)), "make policies"
+        found[file] = (functions, policy)
+    return found
+
+
+def test_the_reachability_analysis_follows_calls_and_handlers():
+    ingest = {f"{owner}.{node.name}" for owner, node in reachable(described.INGEST)}
+    assert {"RunService.require_running", "RunRepository.end", "ReadingRepository.write"} <= ingest
+    assert {"RunRepository.start", "RunRepository.page", "ReadingRepository.page"}.isdisjoint(ingest)
+    assert "None.one" in ingest  # Powertools' record handler, passed on, not called here
 
 
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)
 def test_each_stage_policy_file_grants_exactly_the_calls(stage_name):
     stage = Stage.load(stage_name)
-    policy = json.loads(stage.policy_file.read_text())
-    assert policy == iam.deploy_policy(stage), "stale policy file: run `make policies`"
-    assert granted_by_table(policy, stage) == actions_by_table()
+    found = policies(stage)
+    functions, policy = found.pop(stage.policy_file.name)
+    assert set(functions) == {"api_handler", "time_out_orphaned_runs"}
+    granted = granted_by_table(policy, stage)
+    assert granted.pop("idempotency") == POWERTOOLS_IDEMPOTENCY_ACTIONS
+    assert granted == actions_by_table()
+    # The SQS function's own: only what it can reach, exactly; the queue's reading, on its queue only.
+    ((functions, policy),) = found.values()
+    assert functions == [described.INGEST]
+    used = actions_reachable_from(described.INGEST)
+    assert (
+        granted_by_table(policy, stage)
+        == used
+        == {table: set(actions) for table, actions in described.INGEST_ACTIONS.items()}
+    )
+    assert used["runs"].isdisjoint({"dynamodb:PutItem", "dynamodb:Query"})  # it neither starts nor lists
+    queue = f"arn:aws:sqs:*:*:{stage.app_name}-{stage.name}-device-messages"
+    (reads,) = [s for s in policy["Statement"] if any(a.startswith("sqs:") for a in s["Action"])]
+    assert (reads["Action"], reads["Resource"]) == (described.SQS_ACTIONS, [queue])
+    assert not any(a.startswith("s3:") for s in policy["Statement"] for a in s["Action"])
+    api_actions = {a for s in json.loads(stage.policy_file.read_text())["Statement"] for a in s["Action"]}
+    assert not any(a.startswith("sqs:") for a in api_actions)
+
+
+def test_lambdas_poller_is_all_that_reads_the_queue():
+    """Powertools' batch processor reports failures in the answer and calls no SQS API (no
+    ChangeMessageVisibility): the function's role needs only what Lambda's poller calls."""
+    import aws_lambda_powertools.utilities.batch as batch
+
+    sources = [p.read_text() for p in Path(batch.__file__).parent.rglob("*.py")]
+    assert not any(re.search(r"boto3|botocore|\.client\(", text) for text in sources)
+    assert described.SQS_ACTIONS == ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
 
 
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)
 def test_no_data_action_is_granted_on_all_resources(stage_name):
     stage = Stage.load(stage_name)
-    policy = json.loads(stage.policy_file.read_text())
-    function_groups = {
-        f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}:*" for name in stage.function_names().values()
-    }
-    actions = set()
-    for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow"
-        actions |= set(statement["Action"])
-        resources = statement["Resource"]
-        if resources == "*":
-            assert set(statement["Action"]) <= set(iam.XRAY_ACTIONS), statement
-        else:
-            assert all("*:table/*" not in r and r != "*" for r in resources), statement
-        if any(a.startswith("logs:") for a in statement["Action"]):
-            assert set(resources) == function_groups
-    assert any(a.startswith("xray:") for a in actions) is stage.xray
-    assert not any(a.endswith(":*") or a == "*" for a in actions)
+    for functions, policy in policies(stage).values():
+        names = [stage.function_names()[f] for f in functions]
+        function_groups = {f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}:*" for name in names}
+        actions = set()
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions |= set(statement["Action"])
+            resources = statement["Resource"]
+            if resources == "*":
+                assert set(statement["Action"]) <= set(described.XRAY_ACTIONS), statement
+            else:
+                assert all("*:table/*" not in r and r != "*" for r in resources), statement
+            if any(a.startswith("logs:") for a in statement["Action"]):
+                assert set(resources) == function_groups  # each role writes its own functions' logs only
+        assert any(a.startswith("xray:") for a in actions) is stage.xray
+        assert not any(a.endswith(":*") or a == "*" for a in actions)
 
 
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)
@@ -279,15 +378,18 @@ def test_stage_uses_its_policy_file(stage_name):
     stage_config = config["stages"][stage_name]
     assert stage_config["autogen_policy"] is False
     assert stage_config["iam_policy_file"] == f"policy-{stage_name}.json"
+    ingest = stage_config["lambda_functions"][described.INGEST]
+    assert ingest["iam_policy_file"] == f"policy-ingest-{stage_name}.json"
     assert config["stages"]["local"].get("autogen_policy") is None  # `local` stays as it was
 
 
 def test_policy_check_reports_drift(tmp_path, monkeypatch):
     stage = Stage.load("dev")
+    prod = Stage.load("prod").policy_file.read_text()
     copy = tmp_path / stage.policy_file.name
     copy.write_text(stage.policy_file.read_text().replace("dynamodb:Query", "dynamodb:Scan"))
     monkeypatch.setattr(Stage, "policy_file", property(lambda self: tmp_path / f"policy-{self.name}.json"))
-    (tmp_path / "policy-prod.json").write_text(iam.render(iam.deploy_policy(Stage.load("prod"))))
+    (tmp_path / "policy-prod.json").write_text(prod)
     runner = CliRunner()
     drifted = runner.invoke(main, ["policies", "--check"])
     assert drifted.exit_code == 1 and "policy-dev.json" in drifted.stderr

@@ -1,6 +1,6 @@
 """Run analytics (`GET /api/runs/{id}/stats`, `GET /api/sensors/latest`) against figures the
-test computes itself from the readings stored in DynamoDB, decoded straight from the chunks
-(not through ReadingRepository.query, which the fold reads through)."""
+test computes itself from the readings stored in DynamoDB, read straight from the table
+(not through readings.Stream, which the fold reads through)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import msgspec
 import pytest
 
-from chalicelib import clock, run_stats
-from tests.helpers import call, http, start_run
+from chalicelib import analytics, readings
+from chalicelib.schemas import format_ms
+from tests.helpers import call, finish, http, post_ok, start_run
 
 T0 = 1_800_000_000_000
 
@@ -24,25 +24,22 @@ T0 = 1_800_000_000_000
 
 
 def stored_readings(run_id: str) -> list[tuple[str, str, int, float]]:
-    """(sensor, type, timestamp ms, value) of every reading stored for the run, from the chunks."""
-    from chalicelib.aws import dynamodb_client
-    from chalicelib.settings import get_settings
+    """(sensor, type, timestamp ms, value) of every reading stored for the run, from the table."""
+    import app
 
-    client = dynamodb_client()
+    client = app.parts().dynamodb
     out: list[tuple[str, str, int, float]] = []
     request: dict[str, Any] = {
-        "TableName": get_settings().readings_table,
+        "TableName": app.parts().settings.readings_table,
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": {"S": run_id}},
     }
     while True:
         response = client.query(**request)
         for item in response["Items"]:
-            flat = msgspec.msgpack.decode(item["d"]["B"])
-            at = int(item["firstAt"]["N"])
-            for position in range(0, len(flat), 2):
-                at += flat[position]
-                out.append((item["sensorId"]["S"], item["type"]["S"], at, float(flat[position + 1])))
+            out.append(
+                (item["sensorId"]["S"], item["type"]["S"], int(item["at"]["N"]), float(item["reading"]["N"]))
+            )
         if "LastEvaluatedKey" not in response:
             return out
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -62,8 +59,8 @@ def expected_series(readings: list[tuple[str, str, int, float]]) -> dict[tuple[s
             "min": min(values),
             "max": max(values),
             "mean": sum(values) / len(values),
-            "firstTimestamp": clock.format_ms(times[0]),
-            "lastTimestamp": clock.format_ms(last_at),
+            "firstTimestamp": format_ms(times[0]),
+            "lastTimestamp": format_ms(last_at),
             # Readings of one series at one instant: any of them may be the last.
             "lastValues": {v for at, v in points if at == last_at},
             "largestGapMs": max((b - a for a, b in itertools.pairwise(times)), default=None),
@@ -88,8 +85,8 @@ def assert_stats_match(stats: dict[str, Any], run: dict[str, Any], readings: lis
     assert stats["sensors"] == len({r[0] for r in readings})
     assert stats["min"] == min(values) and stats["max"] == max(values)
     assert stats["mean"] == pytest.approx(sum(values) / len(values))
-    assert stats["firstTimestamp"] == clock.format_ms(min(r[2] for r in readings))
-    assert stats["lastTimestamp"] == clock.format_ms(max(r[2] for r in readings))
+    assert stats["firstTimestamp"] == format_ms(min(r[2] for r in readings))
+    assert stats["lastTimestamp"] == format_ms(max(r[2] for r in readings))
     sensors = run["params"]["sensorIds"]
     rounds = run["duration"] // run["interval"]
     per_sensor: dict[str, int] = defaultdict(int)
@@ -107,33 +104,23 @@ def latest_expected(readings: list[Any]) -> dict[tuple[str, str], tuple[str, set
     }
 
 
-def post(client: Any, run_id: str, body: Any, user: str = "u") -> Any:
-    status, answer = call(client, "POST", "/api/sensors/data", body, **{"X-User": user, "X-Run-Id": run_id})
-    assert status == 201, answer
-    return answer
-
-
 def stats_of(client: Any, run_id: str) -> dict[str, Any]:
     status, stats = call(client, "GET", f"/api/runs/{run_id}/stats")
     assert status == 200, stats
     return stats  # type: ignore[no-any-return]
 
 
-def finish(client: Any, run_id: str) -> None:
-    assert call(client, "POST", f"/api/runs/{run_id}/finish", {"status": "SUCCESS"})[0] == 200
-
-
 @pytest.fixture
 def final_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ended run's readings count as final at once (not RUN_STATUS_CACHE_SECONDS + 60 s later)."""
-    monkeypatch.setattr(run_stats, "settle_ms", lambda settings: 0)
+    monkeypatch.setattr(analytics, "settle_ms", lambda cache_seconds: 0)
 
 
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """One page of 10 readings per call."""
-    monkeypatch.setattr(run_stats, "MAX_STATS_QUERY_PAGES", 1)
-    monkeypatch.setattr(run_stats, "STATS_PAGE_LIMIT", 10)
+    monkeypatch.setattr(analytics, "STATS_CALLS", 1)
+    monkeypatch.setattr(readings, "PAGE_READINGS", 10)
 
 
 @pytest.fixture
@@ -146,16 +133,10 @@ def real_environ() -> Any:
 
 
 def stats_item(run_id: str) -> dict[str, Any] | None:
-    from chalicelib.aws import dynamodb_client
-    from chalicelib.settings import get_settings
+    import app
 
-    return (
-        dynamodb_client()
-        .get_item(  # type: ignore[return-value]
-            TableName=get_settings().runs_table, Key={"id": {"S": run_stats.stats_item_id(run_id)}}
-        )
-        .get("Item")
-    )
+    key = {"id": {"S": f"#stats#{run_id}"}}
+    return app.parts().dynamodb.get_item(TableName=app.parts().settings.runs_table, Key=key).get("Item")  # type: ignore[no-any-return]
 
 
 # ---- stats ------------------------------------------------------------------------------
@@ -164,18 +145,18 @@ def stats_item(run_id: str) -> dict[str, Any] | None:
 def test_stats_of_a_running_run_equal_figures_computed_from_the_stored_readings(client):
     run = start_run(client, sensors=3, duration=30, interval=2)
     run_id = run["id"]
-    post(
+    post_ok(
         client,
         run_id,
         [{"sensorId": "sensor-1", "reading": i * 1.5, "timestamp": T0 + i * 700} for i in range(40)],
     )
-    post(
+    post_ok(
         client,
         run_id,
         [{"sensorId": "sensor-2", "reading": -i, "timestamp": T0 + i * 3000 + 5} for i in range(9)],
     )
     for i in range(4):  # measurement objects: three types of one sensor at one instant
-        post(
+        post_ok(
             client,
             run_id,
             {
@@ -186,7 +167,7 @@ def test_stats_of_a_running_run_equal_figures_computed_from_the_stored_readings(
                 "timestamp": T0 + i * 2000,
             },
         )
-    post(client, run_id, {"sensorId": "s1", "reading": 7.25})  # stamped on arrival
+    post_ok(client, run_id, {"sensorId": "s1", "reading": 7.25})  # stamped on arrival
     stats = stats_of(client, run_id)
     readings = stored_readings(run_id)
     assert len(readings) == 40 + 9 + 12 + 1
@@ -203,7 +184,7 @@ def test_stats_of_a_running_run_equal_figures_computed_from_the_stored_readings(
 def test_latest_is_the_last_reading_of_each_sensor_and_type(client):
     run = start_run(client, sensors=2)
     run_id = run["id"]
-    post(
+    post_ok(
         client,
         run_id,
         [
@@ -211,10 +192,10 @@ def test_latest_is_the_last_reading_of_each_sensor_and_type(client):
             for i in range(30)
         ],
     )
-    post(
+    post_ok(
         client, run_id, [{"sensorId": "sensor-1", "humidity": 50 + i, "timestamp": T0 - i} for i in range(5)]
     )
-    post(client, run_id, {"sensorId": "s2", "reading": 3.5})
+    post_ok(client, run_id, {"sensorId": "s2", "reading": 3.5})
     status, latest = call(client, "GET", f"/api/sensors/latest?runId={run_id.upper()}")
     assert status == 200, latest
     want = latest_expected(stored_readings(run_id))
@@ -226,13 +207,13 @@ def test_latest_is_the_last_reading_of_each_sensor_and_type(client):
 
 
 def test_latest_of_a_run_beyond_the_bound_comes_from_its_newest_readings(client, monkeypatch):
-    """A running run with more readings than one call folds: the fold holds only the oldest,
-    so the latest values are read newest first."""
-    monkeypatch.setattr(run_stats, "MAX_STATS_QUERY_PAGES", 1)
-    monkeypatch.setattr(run_stats, "STATS_PAGE_LIMIT", 10)
+    """A running run with more readings than one call reads: the newest are read, newest first,
+    and only those: a series absent from them is not listed, and the answer says it is partial."""
+    monkeypatch.setattr(analytics, "STATS_CALLS", 1)
+    monkeypatch.setattr(readings, "PAGE_READINGS", 10)
     run_id = start_run(client, sensors=2)["id"]
-    post(client, run_id, [{"sensorId": "sensor-2", "reading": -1.0, "timestamp": T0 - 1}])  # only old
-    post(
+    post_ok(client, run_id, [{"sensorId": "sensor-2", "reading": -1.0, "timestamp": T0 - 1}])  # only old
+    post_ok(
         client,
         run_id,
         [{"sensorId": "sensor-1", "reading": i, "timestamp": T0 + 1000 * i} for i in range(40)],
@@ -241,15 +222,12 @@ def test_latest_of_a_run_beyond_the_bound_comes_from_its_newest_readings(client,
     assert status == 200, latest
     assert latest["complete"] is False  # 41 readings, 10 read newest first
     by_series = {(i["sensorId"], i["type"]): (i["reading"], i["timestamp"]) for i in latest["items"]}
-    assert by_series == {
-        ("sensor-1", "temperature"): (39.0, clock.format_ms(T0 + 39_000)),
-        ("sensor-2", "temperature"): (-1.0, clock.format_ms(T0 - 1)),
-    }
+    assert by_series == {("sensor-1", "temperature"): (39.0, format_ms(T0 + 39_000))}
 
 
 def test_bad_ids_are_400_and_unknown_runs_404(client):
     unknown = "00000000-0000-4000-8000-000000000000"
-    assert call(client, "GET", "/api/runs/not-a-run/stats")[0] == 400
+    assert call(client, "GET", "/api/runs/not-a-run/stats")[0] == 404  # a path naming no run
     status, body = call(client, "GET", f"/api/runs/{unknown}/stats")
     assert status == 404 and body["error"] == "NotFound"
     assert call(client, "GET", "/api/sensors/latest")[0] == 400
@@ -271,12 +249,12 @@ def test_resent_batches_do_not_change_the_counts(client):
     run = start_run(client)
     batch = [{"sensorId": f"s{i % 3}", "reading": i / 4, "timestamp": T0 + i * 10} for i in range(60)]
     single = {"sensorId": "s1", "reading": 99.5, "timestamp": T0 + 5}
-    post(client, run["id"], batch)
-    post(client, run["id"], single)
+    post_ok(client, run["id"], batch)
+    post_ok(client, run["id"], single)
     first = stats_of(client, run["id"])
     for _ in range(3):
-        post(client, run["id"], batch)
-        post(client, run["id"], single)
+        post_ok(client, run["id"], batch)
+        post_ok(client, run["id"], single)
     again = stats_of(client, run["id"])
     assert again == first and again["readings"] == 61
     assert_stats_match(again, run, stored_readings(run["id"]))
@@ -285,11 +263,11 @@ def test_resent_batches_do_not_change_the_counts(client):
 def test_running_stats_beyond_the_bound_are_partial_then_complete_across_calls_after_finish(
     client, small_pages, final_at_once
 ):
-    from chalicelib.aws import dynamodb_client
+    import app
 
     run = start_run(client)
     run_id = run["id"]
-    post(
+    post_ok(
         client,
         run_id,
         [{"sensorId": f"s{i % 4}", "reading": (i * 7) % 11, "timestamp": T0 + i * 100} for i in range(35)],
@@ -311,7 +289,7 @@ def test_running_stats_beyond_the_bound_are_partial_then_complete_across_calls_a
     assert_stats_match(stats, run, readings)
     # Complete: the answer is read, not computed; one GetItem for the run, one for its stats.
     calls: list[str] = []
-    dynamodb_client().meta.events.register(
+    app.parts().dynamodb.meta.events.register(
         "before-call.dynamodb", lambda model, **_: calls.append(model.name)
     )
     assert stats_of(client, run_id) == stats
@@ -322,7 +300,7 @@ def test_running_stats_beyond_the_bound_are_partial_then_complete_across_calls_a
 
 def test_a_run_ended_moments_ago_is_folded_afresh_and_not_kept(client):
     run = start_run(client)
-    post(client, run["id"], [{"sensorId": "s", "reading": i, "timestamp": T0 + i} for i in range(5)])
+    post_ok(client, run["id"], [{"sensorId": "s", "reading": i, "timestamp": T0 + i} for i in range(5)])
     finish(client, run["id"])
     stats = stats_of(client, run["id"])  # within RUN_STATUS_CACHE_SECONDS + 60 s of the end
     assert stats["complete"] is True and stats["final"] is False and stats["readings"] == 5
@@ -332,7 +310,7 @@ def test_a_run_ended_moments_ago_is_folded_afresh_and_not_kept(client):
 
 def test_the_kept_fold_is_not_listed_as_a_run(client, final_at_once):
     run = start_run(client)
-    post(client, run["id"], {"sensorId": "s", "reading": 1.0})
+    post_ok(client, run["id"], {"sensorId": "s", "reading": 1.0})
     finish(client, run["id"])
     assert stats_of(client, run["id"])["final"] is True
     assert stats_item(run["id"]) is not None
@@ -351,14 +329,14 @@ def test_a_call_that_loses_the_race_to_store_keeps_the_winners_progress(
 ):
     """Every stored state is a whole fold with its own cursor, so no readings are ever added
     twice; what the version condition prevents is a slow call overwriting newer progress."""
-    from chalicelib import deps
+    import app
 
     run = start_run(client)
-    post(client, run["id"], [{"sensorId": "s", "reading": i, "timestamp": T0 + i} for i in range(45)])
+    post_ok(client, run["id"], [{"sensorId": "s", "reading": i, "timestamp": T0 + i} for i in range(45)])
     finish(client, run["id"])
     assert stats_of(client, run["id"])["readings"] == 10
-    store = deps.run_stats_store()
-    real_put = store._put
+    store = app.parts().analytics
+    real_put = store.keep
     raced: list[int] = []
     nested = threading.local()
 
@@ -368,13 +346,13 @@ def test_a_call_that_loses_the_race_to_store_keeps_the_winners_progress(
             nested.active = True
             raced.extend(stats_of(client, run["id"])["readings"] for _ in range(2))
             nested.active = False
-        return real_put(*args)
+        return bool(real_put(*args))
 
-    monkeypatch.setattr(store, "_put", put_after_other_calls)
+    monkeypatch.setattr(store, "keep", put_after_other_calls)
     stats = stats_of(client, run["id"])
     assert raced == [20, 30]
     assert stats["readings"] == 30 and stats["complete"] is False  # the newest stored, not its own 20
-    monkeypatch.setattr(store, "_put", real_put)
+    monkeypatch.setattr(store, "keep", real_put)
     assert [stats_of(client, run["id"])["readings"] for _ in range(2)] == [40, 45]
     assert_stats_match(stats_of(client, run["id"]), run, stored_readings(run["id"]))
 
@@ -401,10 +379,10 @@ def test_stats_after_concurrent_ingestion_from_eight_threads_are_exact(
                 }
                 for i in range(10)
             ]
-            post(faulty_client, run_id, batch)
+            post_ok(faulty_client, run_id, batch)
             if round_ % 2:
-                post(faulty_client, run_id, batch)  # a re-send: stored once
-            post(
+                post_ok(faulty_client, run_id, batch)  # a re-send: stored once
+            post_ok(
                 faulty_client,
                 run_id,
                 {
@@ -414,7 +392,7 @@ def test_stats_after_concurrent_ingestion_from_eight_threads_are_exact(
                     "timestamp": T0 + round_ * 1000 + worker,
                 },
             )
-            post(faulty_client, run_id, {"sensorId": "s", "reading": worker})  # stamped on arrival
+            post_ok(faulty_client, run_id, {"sensorId": "s", "reading": worker})  # stamped on arrival
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(ingest, range(8)))
@@ -430,11 +408,11 @@ def test_stats_after_concurrent_ingestion_from_eight_threads_are_exact(
 def test_concurrent_stats_calls_on_an_ended_run_count_every_reading_once_and_never_go_back(
     faulty_client, final_at_once, real_environ, monkeypatch
 ):
-    monkeypatch.setattr(run_stats, "MAX_STATS_QUERY_PAGES", 1)
-    monkeypatch.setattr(run_stats, "STATS_PAGE_LIMIT", 3)
+    monkeypatch.setattr(analytics, "STATS_CALLS", 1)
+    monkeypatch.setattr(readings, "PAGE_READINGS", 3)
     run = start_run(faulty_client, sensors=3)
     run_id = run["id"]
-    post(
+    post_ok(
         faulty_client,
         run_id,
         [{"sensorId": f"sensor-{1 + i % 3}", "reading": i, "timestamp": T0 + i * 37} for i in range(90)],
@@ -457,7 +435,8 @@ def test_concurrent_stats_calls_on_an_ended_run_count_every_reading_once_and_nev
     for counts in answers:
         assert counts == sorted(counts) and counts[-1] == 90 and all(c <= 90 and c % 3 == 0 for c in counts)
     item = stats_item(run_id)
-    assert item is not None and item["done"]["BOOL"] and int(item["version"]["N"]) == 30
+    # 30 folds of 3 readings; the 31st reads the empty page after a full one (as DynamoDB pages).
+    assert item is not None and item["done"]["BOOL"] and int(item["version"]["N"]) == 31
     assert_stats_match(stats_of(faulty_client, run_id), run, stored_readings(run_id))
 
 
@@ -465,13 +444,11 @@ def test_concurrent_stats_calls_on_an_ended_run_count_every_reading_once_and_nev
 
 
 def reading(sensor: str, kind: str, value: float, at: int) -> Any:
-    from chalicelib.readings import Reading
-
-    return Reading(sensor, kind, value, at, "r", "u")
+    return readings.Reading(sensor, kind, value, at, "r", "u")
 
 
 def a_run(**changes: Any) -> Any:
-    from chalicelib.run_shape import Run
+    from chalicelib.runs import Run
 
     fields: dict[str, Any] = {
         "id": "r",
@@ -487,10 +464,10 @@ def a_run(**changes: Any) -> Any:
 
 
 def test_the_fold_survives_encoding_and_gives_the_summary_row():
-    fold = run_stats.RunStatsFold()
+    fold = analytics.Fold()
     for i in range(6):
         fold.add(reading("a", "temperature", i, T0 + i * 1000))
-    fold = run_stats.RunStatsFold.decode(fold.encode())
+    fold = analytics.Fold.decode(fold.encode())
     for i in range(3):
         fold.add(reading("a", "humidity", 50 - i, T0 + 6000 + i))
     fold.add(reading("b", "temperature", -2.5, T0 + 9000))
@@ -499,25 +476,58 @@ def test_the_fold_survives_encoding_and_gives_the_summary_row():
         "sensorsReporting": 2,
         "expected": 10,
         "completeness": (5 + 1) / 10,
-        "firstReadingAt": clock.format_ms(T0),
-        "lastReadingAt": clock.format_ms(T0 + 9000),
+        "firstReadingAt": format_ms(T0),
+        "lastReadingAt": format_ms(T0 + 9000),
         "min": -2.5,
         "max": 50,
         "mean": (15 + 147 - 2.5) / 10,
     }
-    assert list(fold.summary_row(a_run())) == list(run_stats.SUMMARY_COLUMNS)
-    empty = run_stats.RunStatsFold().summary_row(a_run(status="RUNNING", finished_ms=None))
+    assert list(fold.summary_row(a_run())) == list(analytics.SUMMARY_COLUMNS)
+    empty = analytics.Fold().summary_row(a_run(status="RUNNING", finished_ms=None))
     assert empty["lastReadingAt"] == empty["mean"] == empty["min"] == "" and empty["readings"] == 0
 
 
-def test_the_kept_item_stays_far_under_400_kb_and_further_series_count_in_the_totals():
-    fold = run_stats.RunStatsFold()
-    for i in range(run_stats.MAX_SERIES + 5):
+def test_series_past_the_listed_ones_count_in_every_total_and_the_answer_says_what_it_left_out():
+    fold = analytics.Fold()
+    for i in range(analytics.MAX_LISTED_SERIES + 5):
         fold.add(reading(f"{i:064d}", "t" * 32, -123456.789 / (i + 1), 4_000_000_000_000 + i))
-    assert len(fold.encode()) < 200_000
-    view = fold.view(a_run())
-    assert len(view.series) == run_stats.MAX_SERIES and view.omittedReadings == 5
-    assert view.readings == run_stats.MAX_SERIES + 5
+    assert len(fold.encode()) < analytics.MAX_KEPT_BYTES
+    view = fold.view(a_run(), complete=True, final=True, note="")
+    assert len(view.series) == analytics.MAX_LISTED_SERIES and view.omittedReadings == 5
+    assert (
+        view.readings == analytics.MAX_LISTED_SERIES + 5 and view.sensors == analytics.MAX_LISTED_SERIES + 5
+    )
+    assert view.complete is False and "5 series" in view.note
+
+
+def test_a_run_of_1100_series_counts_every_declared_sensor(client, final_at_once):
+    """100 declared sensors each sending 11 types at one instant: 1,100 series, every input
+    within the documented limits."""
+    sensors = [f"d-{i}" for i in range(100)]
+    status, run = call(
+        client, "POST", "/api/runs/start", {"sensorIds": sensors, "duration": 60, "interval": 1}
+    )
+    assert status == 201, run
+    kinds = [f"type-{k}" for k in range(11)]
+    body = [{"sensorId": s, "type": k, "reading": 1.0, "timestamp": T0} for s in sensors for k in kinds]
+    for start in range(0, len(body), 500):
+        post_ok(client, run["id"], body[start : start + 500])
+    status, latest = call(client, "GET", f"/api/sensors/latest?runId={run['id']}")
+    assert (latest["count"], latest["complete"]) == (1100, True)
+    finish(client, run["id"])
+    stats = stats_of(client, run["id"])
+    assert (stats["readings"], stats["sensors"], stats["received"]) == (1100, 100, 100)
+    assert stats["completeness"] == 100 / 6000 and stats["omittedReadings"] == 100 and not stats["complete"]
+    status, latest = call(client, "GET", f"/api/sensors/latest?runId={run['id']}")
+    assert (latest["count"], latest["complete"]) == (1100, True)
+    import csv
+    import io
+    import zipfile
+
+    response = client.http.get("/api/reports/download", headers={"Accept": "application/zip"})
+    with zipfile.ZipFile(io.BytesIO(response.body)) as archive:
+        (row,) = csv.DictReader(io.StringIO(archive.read("summary.csv").decode()))
+    assert (row["readings"], row["sensorsReporting"], row["complete"]) == ("1100", "100", "true")
 
 
 # ---- over HTTP, against the local stack --------------------------------------------------
@@ -556,7 +566,7 @@ def test_stats_and_latest_over_http(local_stack):
     assert by_series[("a", "temperature")]["count"] == 20
     assert by_series[("a", "temperature")]["largestGapMs"] == 500
     assert by_series[("b", "temperature")]["lastValue"] == 19.5
-    assert by_series[("b", "humidity")]["lastTimestamp"] == clock.format_ms(T0 - 5)
+    assert by_series[("b", "humidity")]["lastTimestamp"] == format_ms(T0 - 5)
     assert stats["expected"] == 40 and stats["received"] == 40 and stats["completeness"] == 1.0
     status, latest, _ = http("GET", f"{api}/api/sensors/latest?runId={run['id']}")
     assert status == 200 and [(i["sensorId"], i["type"], i["reading"]) for i in latest["items"]] == [
@@ -564,4 +574,4 @@ def test_stats_and_latest_over_http(local_stack):
         ("b", "humidity", 33.0),
         ("b", "temperature", 19.5),
     ]
-    assert http("GET", f"{api}/api/runs/{run['id'][:-1]}x/stats")[0] == 400
+    assert http("GET", f"{api}/api/runs/{run['id'][:-1]}x/stats")[0] == 404

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.helpers import ADMIN, TEST_SENSORS, call, start_run
+from tests.helpers import TEST_SENSORS, call, start_run
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -117,14 +117,14 @@ def test_get_unknown_run_is_404_json(client):
 def test_interrupt_all(client):
     runs = [start_run(client) for _ in range(3)]
     call(client, "POST", f"/api/runs/{runs[0]['id']}/finish")
-    code, body = call(client, "POST", "/api/runs/interrupt-all", **ADMIN)
+    code, body = call(client, "POST", "/api/runs/interrupt-all")
     assert code == 200
     assert body["interrupted"] == 2
     assert ISO_MS_Z.match(body["timestamp"]) and body["message"]
     statuses = {r["id"]: r["status"] for r in call(client, "GET", "/api/runs/all")[1]}
     assert statuses == {runs[0]["id"]: "SUCCESS", runs[1]["id"]: "INTERRUPTED", runs[2]["id"]: "INTERRUPTED"}
     assert call(client, "GET", "/api/runs/can-start")[1]["currentRunning"] == 0
-    assert call(client, "POST", "/api/runs/interrupt-all", **ADMIN)[1]["interrupted"] == 0
+    assert call(client, "POST", "/api/runs/interrupt-all")[1]["interrupted"] == 0
 
 
 def test_lists_are_newest_first(client):
@@ -202,11 +202,11 @@ def test_tampered_or_foreign_token_is_400(client):
 
 
 def test_overdue_runs_time_out_on_read_and_free_their_slot(client, monkeypatch):
-    from chalicelib import clock
+    from chalicelib import schemas
 
     run = start_run(client, duration=1)
-    real_now = clock.now_ms
-    monkeypatch.setattr(clock, "now_ms", lambda: real_now() + (1 + 120 + 1) * 1000)
+    real_now = schemas.now_ms
+    monkeypatch.setattr(schemas, "now_ms", lambda: real_now() + (1 + 120 + 1) * 1000)
     assert call(client, "GET", "/api/runs/running")[1] == []
     timed_out = call(client, "GET", f"/api/runs/{run['id']}")[1]
     assert timed_out["status"] == "TIMEOUT" and timed_out["errorMessage"]
@@ -214,22 +214,22 @@ def test_overdue_runs_time_out_on_read_and_free_their_slot(client, monkeypatch):
 
 
 def test_can_start_times_out_abandoned_runs_when_full(client, monkeypatch):
-    from chalicelib import clock
+    from chalicelib import schemas
 
     for _ in range(5):
         start_run(client, duration=1)
-    real_now = clock.now_ms
-    monkeypatch.setattr(clock, "now_ms", lambda: real_now() + 200_000)
+    real_now = schemas.now_ms
+    monkeypatch.setattr(schemas, "now_ms", lambda: real_now() + 200_000)
     assert call(client, "GET", "/api/runs/can-start")[1]["available"] == 5
 
 
 def test_scheduled_sweep_times_out_overdue_runs(client, monkeypatch):
-    from chalicelib import clock
+    from chalicelib import schemas
 
     fresh = start_run(client, duration=3600)
     stale = start_run(client, duration=1)
-    real_now = clock.now_ms
-    monkeypatch.setattr(clock, "now_ms", lambda: real_now() + 200_000)
+    real_now = schemas.now_ms
+    monkeypatch.setattr(schemas, "now_ms", lambda: real_now() + 200_000)
     event = client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
     )

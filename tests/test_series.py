@@ -9,10 +9,9 @@ from urllib.parse import quote
 
 import pytest
 
-from chalicelib import clock, http_errors, series
-from chalicelib.errors import BadRequest
-from chalicelib.readings import Cursor, ReadingPage
-from tests.helpers import call, http, start_run
+from chalicelib import analytics, readings, schemas
+from chalicelib.schemas import BadRequest
+from tests.helpers import call, http, post_ok, start_run
 
 T0 = 1_800_000_000_000  # 2027-01-15T08:00:00.000Z
 AGGS = ("avg", "min", "max", "sum", "count")
@@ -20,14 +19,7 @@ FORMS = "500ms, 10s, 5m, 1h"
 
 
 def iso(ms: int) -> str:
-    return clock.format_ms(ms)
-
-
-def post_batch(client: Any, run_id: str, readings: list[dict[str, Any]]) -> None:
-    for start in range(0, len(readings), 500):
-        part = readings[start : start + 500]
-        status, body = call(client, "POST", "/api/sensors/data", part, **{"X-Run-Id": run_id})
-        assert (status, body) == (201, {"ingested": len(part)})
+    return schemas.format_ms(ms)
 
 
 def get_series(client: Any, run_id: str, **query: Any) -> tuple[int, Any]:
@@ -112,7 +104,7 @@ def mixed_readings(seed: int = 7) -> list[dict[str, Any]]:
 def mixed(client):
     run = start_run(client)
     posted = mixed_readings()
-    post_batch(client, run["id"], posted)
+    post_ok(client, run["id"], posted)
     return run, posted
 
 
@@ -179,7 +171,7 @@ def test_type_defaults_to_temperature(client, mixed):
 
 def test_from_is_inclusive_and_to_exclusive(client):
     run = start_run(client)
-    post_batch(
+    post_ok(
         client,
         run["id"],
         [
@@ -203,15 +195,15 @@ def test_from_is_inclusive_and_to_exclusive(client):
 
 def test_the_default_range_is_the_runs_span(client):
     run = start_run(client)
-    outside = [{"sensorId": "s", "reading": 99.0, "timestamp": t} for t in (T0, clock.EARLIEST_MS + 1)]
-    post_batch(client, run["id"], [{"sensorId": "s", "reading": float(v)} for v in range(4)] + outside)
+    outside = [{"sensorId": "s", "reading": 99.0, "timestamp": t} for t in (T0, schemas.EARLIEST_MS + 1)]
+    post_ok(client, run["id"], [{"sensorId": "s", "reading": float(v)} for v in range(4)] + outside)
     status, body = get_series(client, run["id"], sensorId="s", interval="1h", agg="count")
     assert status == 200 and body["from"] == run["startedAt"]
-    assert clock.parse_iso_ms(body["to"]) <= clock.now_ms() + 1  # RUNNING: up to now
+    assert schemas.parse_iso_ms(body["to"]) <= schemas.now_ms() + 1  # RUNNING: up to now
     assert values_of(body) == [(run["startedAt"], 4.0)]
     finished = call(client, "POST", f"/api/runs/{run['id']}/finish")[1]
     status, body = get_series(client, run["id"], sensorId="s", interval="1h", agg="max")
-    ended = clock.parse_iso_ms(finished["finishedAt"])
+    ended = schemas.parse_iso_ms(finished["finishedAt"])
     assert status == 200 and body["to"] == iso(ended + 1)  # finishedAt included
     assert values_of(body) == [(run["startedAt"], 3.0)]
     # Only one end given: the other is the run's; a `from` past the run's end is an empty series.
@@ -219,7 +211,7 @@ def test_the_default_range_is_the_runs_span(client):
     assert status == 200 and body["buckets"] == [] and body["to"] == iso(ended + 10)
     status, body = get_series(client, run["id"], sensorId="s", interval="1h", agg="count", to=ended + 5000)
     assert status == 200 and body["from"] == run["startedAt"] and values_of(body) == [(run["startedAt"], 4.0)]
-    before = clock.parse_iso_ms(run["startedAt"]) - 1000
+    before = schemas.parse_iso_ms(run["startedAt"]) - 1000
     status, body = get_series(client, run["id"], sensorId="s", interval="1h", to=before)
     assert status == 200 and body["buckets"] == [] and body["from"] == body["to"] == iso(before)
 
@@ -268,7 +260,7 @@ def test_a_bad_interval_is_a_400_that_says_the_accepted_forms(client, interval):
     ("text", "ms"), [("500ms", 500), ("10s", 10_000), ("5m", 300_000), ("1h", 3_600_000), (None, 10_000)]
 )
 def test_interval_forms(text, ms):
-    assert series.parse_interval(text) == ms
+    assert analytics.parse_interval(text) == ms
 
 
 @pytest.mark.parametrize("agg", ["median", "AVG", "mean", "avg,min"])
@@ -303,25 +295,24 @@ def test_unknown_run_is_a_404_and_malformed_input_a_400(client):
 @pytest.fixture
 def small_bound(monkeypatch):
     """2 pages of 5 readings per request; counts the pages each request reads."""
-    from chalicelib.readings import ReadingRepository
+    import app
 
-    monkeypatch.setattr(series, "MAX_SERIES_QUERY_PAGES", 2)
-    monkeypatch.setattr(series, "SERIES_PAGE_SIZE", 5)
+    monkeypatch.setattr(analytics, "SERIES_CALLS", 2)
+    monkeypatch.setattr(readings, "PAGE_READINGS", 5)
     pages: list[int] = []
-    query = ReadingRepository.query
 
-    def counted(self, *args, **kwargs):
+    def counted(**_):
         pages[-1] += 1
-        return query(self, *args, **kwargs)
 
-    monkeypatch.setattr(ReadingRepository, "query", counted)
-    return pages
+    app.parts().dynamodb.meta.events.register("before-call.dynamodb.Query", counted)
+    yield pages
+    app.parts().dynamodb.meta.events.unregister("before-call.dynamodb.Query", counted)
 
 
 def test_a_range_over_the_read_bound_is_answered_in_parts(client, small_bound):
     run = start_run(client)
     posted = [{"sensorId": "s", "reading": float(i), "timestamp": T0 + 100 * i} for i in range(30)]
-    post_batch(client, run["id"], posted)
+    post_ok(client, run["id"], posted)
     want = reference(posted, "s", "temperature", T0, T0 + 3000, 300, "sum")
     got: list[tuple[str, float | None]] = []
     start = T0
@@ -336,16 +327,16 @@ def test_a_range_over_the_read_bound_is_answered_in_parts(client, small_bound):
             assert body["nextFrom"] is None
             break
         # 10 readings read (T0 .. T0 + 900): the buckets before the one holding the last are whole.
-        assert body["nextFrom"] == iso(clock.parse_iso_ms(body["buckets"][-1]["t"]) + 300)
+        assert body["nextFrom"] == iso(schemas.parse_iso_ms(body["buckets"][-1]["t"]) + 300)
         assert len(body["buckets"]) == 3
-        start = clock.parse_iso_ms(body["nextFrom"])
+        start = schemas.parse_iso_ms(body["nextFrom"])
     assert body["complete"] and got == want
     assert len(small_bound) == 4  # 10 buckets: 3 + 3 + 3 + 1
 
 
 def test_a_first_bucket_over_the_read_bound_is_a_400(client, small_bound):
     run = start_run(client)
-    post_batch(
+    post_ok(
         client, run["id"], [{"sensorId": "s", "reading": 1.0, "timestamp": T0 + 10 * i} for i in range(30)]
     )
     small_bound.append(0)
@@ -358,40 +349,28 @@ def test_a_first_bucket_over_the_read_bound_is_a_400(client, small_bound):
 
 def test_no_reading_within_the_read_bound_is_a_400():
     """Pages that show nothing yet but go on (a sparse sensor among many): never an empty 200."""
+    from chalicelib.runs import Run
 
     class Endless:
-        def query(self, *args, **kwargs):
-            return ReadingPage([], Cursor("run", None, iso(T0), None))
+        complete = False
 
+        def stream(self, *args, **kwargs):
+            return self
+
+        def __iter__(self):
+            return iter(())
+
+    run = Run("run", "u", "SUCCESS", T0, 10, 1, ("s",), T0 + 10_000)
     with pytest.raises(BadRequest, match="narrow from/to") as raised:
-        series.read_series(
-            Endless(),  # type: ignore[arg-type]
-            run_id="run",
-            sensor_id="s",
-            type="temperature",
-            from_ms=T0,
-            to_ms=T0 + 1000,
-            interval="1s",
-            agg="avg",
-        )
-    assert http_errors.status_code(raised.value) == 400
-
-
-def test_points_outside_the_range_stay_out_of_the_buckets():
-    rng = random.Random(3)
-    points = [(T0 + rng.randrange(-3000, 8000), float(i)) for i in range(500)]
-    points += [(T0 + at, -1.0) for at in (-1, 0, 999, 1000, 4999, 5000)]
-    posted = [{"sensorId": "s", "reading": v, "timestamp": at} for at, v in points]
-    for agg in AGGS:
-        got = [(b.t, b.value) for b in series.buckets(points, T0, T0 + 5000, 1000, agg)]  # type: ignore[arg-type]
-        assert same(got, reference(posted, "s", "temperature", T0, T0 + 5000, 1000, agg)), agg
+        analytics.read_series(Endless(), run, "s", "temperature", T0, T0 + 1000, "1s", "avg")  # type: ignore[arg-type]
+    assert raised.value.status == 400
 
 
 def test_sums_beyond_the_float_range_are_null():
-    assert series.aggregate([1e308, 1e308], "sum") is None
-    assert series.aggregate([1e308, 1e308], "avg") == pytest.approx(1e308)
-    assert series.aggregate([], "count") is None
-    assert series.aggregate([0.1] * 10, "sum") == 1.0  # exact sum, whatever the order
+    assert analytics.aggregate([1e308, 1e308], "sum") is None
+    assert analytics.aggregate([1e308, 1e308], "avg") == pytest.approx(1e308)
+    assert analytics.aggregate([], "count") is None
+    assert analytics.aggregate([0.1] * 10, "sum") == 1.0  # exact sum, whatever the order
 
 
 # ---- over HTTP -----------------------------------------------------------------------------

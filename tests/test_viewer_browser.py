@@ -12,16 +12,15 @@ import json
 import math
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser import wait_for
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "test-artifacts" / "run-viewer.png"
 SENSORS = ["sensor-1", "sensor-2", "sensor-3"]
 

@@ -1,1 +1,1 @@
-"""What every tool shares: the stages of `.chalice/config.json`, exit codes, local endpoints."""
+"""What every tool shares: the stages of .chalice/config.json, the terminal, local endpoints, topics."""

@@ -1,8 +1,4 @@
-"""DynamoDB clients for the tools: a local endpoint's dummy credentials, and a client for one.
-
-`make run`'s embedded endpoint, DynamoDB Local and moto accept any credentials; the
-tools that talk to them (the local stack, the migration, the benchmark) use these.
-"""
+"""Local DynamoDB endpoints (`make run`'s, DynamoDB Local, moto) take any credentials: these."""
 
 from __future__ import annotations
 
@@ -20,7 +16,6 @@ LOCAL_CREDENTIALS = {
 
 
 def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
-    """A DynamoDB client for a local endpoint, with the given (dummy) credentials."""
     import boto3
 
     client: DynamoDBClient = boto3.session.Session().client(

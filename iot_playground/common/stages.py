@@ -1,9 +1,5 @@
-"""The deployment stages of `.chalice/config.json`, read the way Chalice reads them.
-
-Everything the deployment tools need to know about a stage (table names,
-function names, tracing, throttling) is answered here from the config file, so
-the config stays the one place where a stage is described.
-"""
+"""The stages of `.chalice/config.json`, read the way Chalice reads them: the one place where a
+stage is described."""
 
 from __future__ import annotations
 
@@ -30,11 +26,11 @@ def load_config() -> dict[str, Any]:
 
 
 def stage_environment(stage: str, config: dict[str, Any] | None = None) -> dict[str, str]:
-    """The environment variables `.chalice/config.json` gives a stage."""
     config = config if config is not None else load_config()
-    env = dict(config.get("environment_variables", {}))
-    env.update(config["stages"][stage].get("environment_variables", {}))
-    return env
+    return {
+        **config.get("environment_variables", {}),
+        **config["stages"][stage].get("environment_variables", {}),
+    }
 
 
 def settings_for(env: dict[str, str]) -> Settings:
@@ -90,8 +86,7 @@ class Stage:
 
     @property
     def log_retention_days(self) -> int | None:
-        value = self.settings.get("log_retention_in_days")
-        return int(value) if value is not None else None
+        return self.settings.get("log_retention_in_days")
 
     @property
     def throttling(self) -> Throttling:
@@ -104,9 +99,16 @@ class Stage:
     def policy_file(self) -> Path:
         return CHALICE_DIR / str(self.settings["iam_policy_file"])
 
+    def policy_files(self) -> dict[str, list[str]]:
+        """Each IAM policy file and the functions whose role it is (a function's own over the stage's)."""
+        found: dict[str, list[str]] = {}
+        for function in self.function_names():
+            own = self.function_settings.get(function, {}).get("iam_policy_file")
+            found.setdefault(str(own or self.settings["iam_policy_file"]), []).append(function)
+        return found
+
     def function_names(self) -> dict[str, str]:
-        """Lambda names `chalice deploy` gives: `<app>-<stage>` for the API handler,
-        `<app>-<stage>-<function>` for each other function."""
+        """The Lambda names `chalice deploy` gives each function."""
         prefix = f"{self.app_name}-{self.name}"
         return {"api_handler": prefix, **{name: f"{prefix}-{name}" for name in app_function_names()}}
 
@@ -116,8 +118,8 @@ _OWN_LAMBDA_DECORATORS = {"schedule", "lambda_function", "on_s3_event", "on_sns_
 
 
 def app_function_names(app_path: Path = PROJECT_ROOT / "app.py") -> list[str]:
-    """The app's Lambda functions besides the API handler, read from app.py's
-    decorators without importing it (importing would load the app's settings)."""
+    """The app's Lambda functions besides the API handler, from app.py's decorators (importing
+    app.py would load the app's settings)."""
     import ast
 
     names = []

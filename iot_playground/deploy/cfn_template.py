@@ -1,12 +1,8 @@
-"""The CloudFormation merge template `chalice package --merge-template` applies.
+"""The description (resources.py) as the template `chalice package --merge-template` merges.
 
-Chalice's template has the functions, roles, log groups and the API. This adds
-what Chalice does not generate (the tables, the reports bucket, and from `guardrails.py` the stage
-throttling, the admin usage plan and key, gateway responses and alarms; outputs)
-and replaces the roles' policies with the same statements as
-`.chalice/policy-<stage>.json`, but naming the tables and log groups through
-`Fn::GetAtt` on the stack's own resources. The checkov findings accepted for
-this template and the Terraform output alike are in `.checkov.yaml`, with reasons.
+Adds the tables, reports bucket, admin usage plan and key, alarms, daily budget, devices' queues and
+topic rule; patches Chalice's API (throttle, tracing, gateway responses), functions (name, secret,
+SQS event), log groups and roles (their policy naming the stack's own resources).
 """
 
 from __future__ import annotations
@@ -15,276 +11,140 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
-from chalicelib.tables import ALL_TABLES, TableDefinition
-from iot_playground.common.stages import Stage, app_function_names
-from iot_playground.deploy import guardrails, reports_bucket
-from iot_playground.deploy.iam import Resources, policy_document
+from iot_playground.common.stages import Stage
+from iot_playground.deploy.resources import JSON_TYPE, Data, create_table_request, describe, policy, resolve
 
-# Chalice's fixed logical ids in its SAM template.
-API_HANDLER = "api_handler"
-API_HANDLER_FUNCTION_ID = "APIHandler"
-REST_API_ID = "RestAPI"
-CUSTOM_DOMAIN_ID = "ApiGatewayCustomDomain"
+REST_API_ID, CUSTOM_DOMAIN_ID, BUCKET_ID = "RestAPI", "ApiGatewayCustomDomain", "ReportsBucket"  # Chalice's
+RULE_ID, RULE_ROLE_ID = "DeviceMessagesRule", "DeviceMessagesRuleRole"
 SECRET_PARAMETER = "PaginationTokenSecret"
-ALARM_TOPIC_PARAMETER = "AlarmTopicArn"
-HAS_ALARM_TOPIC = "HasAlarmTopic"
-ADMIN_USAGE_PLAN_ID = "AdminUsagePlan"
-ADMIN_API_KEY_ID = "AdminApiKey"
-ADMIN_USAGE_PLAN_KEY_ID = "AdminUsagePlanKey"
-REPORTS_BUCKET_ID = "ReportsBucket"
-REPORTS_BUCKET_POLICY_ID = "ReportsBucketPolicy"
-_REPORTS_BUCKET_ARN = {"Fn::GetAtt": [REPORTS_BUCKET_ID, "Arn"]}
-_REPORT_OBJECTS_ARN = {"Fn::Sub": f"${{{REPORTS_BUCKET_ID}.Arn}}/*"}
-
 SECRET_DESCRIPTION = "Signs the API's pagination tokens (PAGINATION_TOKEN_SECRET); any random string"
-Template = dict[str, Any]
-
-
-def table_id(definition: TableDefinition) -> str:
-    return to_cfn_resource_name(f"{definition.logical_name}_table")
+OPTIONAL = {"AlarmTopicArn": "SNS topic the alarms notify", "BudgetEmail": "who the daily budget alerts"}
 
 
 def function_id(function: str) -> str:
-    return API_HANDLER_FUNCTION_ID if function == API_HANDLER else to_cfn_resource_name(function)
+    return "APIHandler" if function == "api_handler" else str(to_cfn_resource_name(function))
 
 
-def role_id(function: str) -> str:
-    return to_cfn_resource_name(f"{function}_role")
+def table_id(key: str) -> str:
+    return function_id(f"{key}-table")
 
 
 def log_group_id(function: str) -> str:
-    return to_cfn_resource_name(f"{function}-log-group")
+    return function_id(f"{function}-log-group")
 
 
-def table_properties(definition: TableDefinition, table_name: str) -> dict[str, Any]:
-    """AWS::DynamoDB::Table properties: CreateTable's request plus the safeguards."""
-    properties = dict(definition.create_table_request(table_name))
-    if definition.ttl_attribute:
-        properties["TimeToLiveSpecification"] = {"AttributeName": definition.ttl_attribute, "Enabled": True}
-    properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
-    # SSEEnabled without a key id = the AWS-managed KMS key, as `make tables` sets.
-    properties["SSESpecification"] = {"SSEEnabled": True}
-    return properties
+def _if(parameter: str, value: Any) -> Data:
+    return {"Fn::If": [f"Has{parameter}", value, {"Ref": "AWS::NoValue"}]}
 
 
-def _table_resource(definition: TableDefinition, table_name: str) -> dict[str, Any]:
-    return {
-        "Type": "AWS::DynamoDB::Table",
-        # Data outlives the stack: deleting or replacing the stack keeps the table.
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Properties": table_properties(definition, table_name),
+REFS: dict[str, Any] = {
+    "table_name": lambda key: {"Ref": table_id(key)},
+    "table_arn": lambda key: {"Fn::GetAtt": [table_id(key), "Arn"]},
+    "index_arn": lambda key: {"Fn::Sub": f"${{{table_id(key)}.Arn}}/index/*"},
+    "function_name": lambda function: {"Ref": function_id(function)},
+    "log_group_arn": lambda function: {"Fn::GetAtt": [log_group_id(function), "Arn"]},
+    "bucket_arn": lambda _: {"Fn::GetAtt": [BUCKET_ID, "Arn"]},
+    "objects_arn": lambda _: {"Fn::Sub": f"${{{BUCKET_ID}.Arn}}/*"},
+    "alarm_actions": lambda _: _if("AlarmTopicArn", [{"Ref": "AlarmTopicArn"}]),
+    "queue_arn": lambda key: {"Fn::Sub": f"${{{function_id(key)}.Arn}}"},  # over the SQS event's Sub
+    "queue_url": lambda key: {"Ref": function_id(key)},
+    "rule_role_arn": lambda _: {"Fn::GetAtt": [RULE_ROLE_ID, "Arn"]},
+}
+
+
+def _resource(kind: str, properties: Data, keep: str = "") -> Data:
+    """A resource of type AWS::<kind>; `keep`, its deletion and replacement policy."""
+    policies = dict(DeletionPolicy=keep, UpdateReplacePolicy=keep) if keep else {}
+    return {"Type": f"AWS::{kind}", **policies, "Properties": properties}
+
+
+def _extras(d: Data) -> Data:
+    """The resources Chalice does not generate."""
+    found, b, admin, budget = {}, d["bucket"], d["admin"], d["budget"]
+    safe = dict(PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    safe["SSESpecification"] = {"SSEEnabled": True}  # the AWS-managed KMS key
+    for t in d["tables"]:  # data outlives the stack: deleting or replacing it keeps the table
+        ttl = dict(TimeToLiveSpecification=dict(AttributeName=t["ttl"], Enabled=True)) if t["ttl"] else {}
+        table = create_table_request(t) | ttl | safe
+        found[table_id(t["key"])] = _resource("DynamoDB::Table", table, "Retain")
+    rules = []
+    for r in b["lifecycle"]:
+        rule = dict(Id=r["ID"], Status=r["Status"], Prefix=r["Filter"]["Prefix"])
+        rule |= dict(ExpirationInDays=r["Expiration"]["Days"])
+        rules.append(rule | {"AbortIncompleteMultipartUpload": r["AbortIncompleteMultipartUpload"]})
+    cors = [{("MaxAge" if k == "MaxAgeSeconds" else k): v for k, v in r.items()} for r in b["cors"]]
+    sse = [dict(ServerSideEncryptionByDefault=dict(SSEAlgorithm=b["sse"]))]
+    bucket = dict(BucketName=b["name"], PublicAccessBlockConfiguration=b["public_access_block"])
+    bucket |= dict(BucketEncryption=dict(ServerSideEncryptionConfiguration=sse))
+    bucket |= dict(CorsConfiguration=dict(CorsRules=cors))
+    bucket |= dict(OwnershipControls=dict(Rules=[dict(ObjectOwnership=b["ownership"])]))
+    bucket["LifecycleConfiguration"] = dict(Rules=rules)
+    found[BUCKET_ID] = _resource("S3::Bucket", bucket, "Delete")  # a day of downloads: may go with the stack
+    bucket_policy = dict(Bucket={"Ref": BUCKET_ID}, PolicyDocument=b["policy"])
+    found[f"{BUCKET_ID}Policy"] = _resource("S3::BucketPolicy", bucket_policy)
+    for alarm in d["alarms"]:
+        kind, subject = alarm["subject"]
+        found[f"{function_id(subject)}{kind}Alarm"] = _resource("CloudWatch::Alarm", alarm["properties"])
+    throttle = dict(RateLimit=admin["throttle"]["rateLimit"], BurstLimit=admin["throttle"]["burstLimit"])
+    # `<Api>.Stage` is SAM's reference to the stage it creates: the plan waits for it.
+    stages = [dict(ApiId={"Ref": REST_API_ID}, Stage={"Ref": f"{REST_API_ID}.Stage"})]
+    plan = dict(UsagePlanName=admin["name"], Description=admin["description"], Throttle=throttle)
+    found["AdminUsagePlan"] = _resource("ApiGateway::UsagePlan", plan | dict(ApiStages=stages))
+    key = dict(Name=admin["name"], Description=admin["description"], Enabled=True)
+    found["AdminApiKey"] = _resource("ApiGateway::ApiKey", key)
+    member = dict(KeyId={"Ref": "AdminApiKey"}, KeyType="API_KEY", UsagePlanId={"Ref": "AdminUsagePlan"})
+    found["AdminUsagePlanKey"] = _resource("ApiGateway::UsagePlanKey", member)
+    limit = dict(BudgetName=budget["name"], BudgetType="COST", TimeUnit="DAILY")
+    limit["BudgetLimit"] = dict(Amount=budget["usd"], Unit="USD")
+    note = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=budget["percent"])
+    email = [dict(SubscriptionType="EMAIL", Address={"Ref": "BudgetEmail"})]
+    alerts = _if("BudgetEmail", [dict(Notification=note, Subscribers=email)])
+    budget = dict(Budget=limit, NotificationsWithSubscribers=alerts)
+    found["DailyBudget"] = _resource("Budgets::Budget", budget)
+    mqtt, role = d["device_messages"], d["device_messages"]["role"]
+    found |= {function_id(key): _resource("SQS::Queue", queue) for key, queue in mqtt["queues"].items()}
+    policies = [dict(PolicyName=role["name"], PolicyDocument=role["policy"])]
+    role = dict(AssumeRolePolicyDocument=role["trust"], Policies=policies)
+    found |= {RULE_ROLE_ID: _resource("IAM::Role", role), RULE_ID: _resource("IoT::TopicRule", mqtt["rule"])}
+    return found
+
+
+def merge_template(stage: Stage) -> Data:
+    d = describe(stage)
+    resources, mqtt = _extras(d), d["device_messages"]
+    for file, function in ((file, f) for file, functions in d["policies"].items() for f in functions):
+        role, name, own = function_id(f"{function}_role"), d["functions"][function], function_id(function)
+        policies = [dict(PolicyName=f"{role}Policy", PolicyDocument=policy(d, file))]
+        resources[role] = {"Properties": dict(Policies=policies)}
+        secret = dict(Variables={"PAGINATION_TOKEN_SECRET": {"Ref": SECRET_PARAMETER}})
+        resources[own] = {"Properties": dict(FunctionName=name, Environment=secret)}
+        if function == mqtt["function"]:  # Chalice's SQS event: the queue (waiting for it), the settings
+            event = mqtt["mapping"] | {"Queue": REFS["queue_arn"]("device_messages")}
+            resources[own]["Properties"]["Events"] = {f"{own}SqsEventSource": {"Properties": event}}
+        # Named, not derived from the function: the role grants on the group, the function needs the role.
+        resources[log_group_id(function)] = {"Properties": dict(LogGroupName=f"/aws/lambda/{name}")}
+    throttle = dict(ThrottlingRateLimit=d["throttle"]["rate"], ThrottlingBurstLimit=d["throttle"]["burst"])
+    responses = {}  # SAM writes them into the API definition: a deployment carries them
+    for r in d["gateway_responses"]:
+        response = dict(ResponseParameters=dict(Headers=r["headers"]))
+        response["ResponseTemplates"] = {JSON_TYPE: r["template"]}
+        responses[r["type"]] = response | (dict(StatusCode=r["status"]) if r["status"] else {})
+    settings = dict(ResourcePath="/*", HttpMethod="*", MetricsEnabled=True, **throttle)
+    api = dict(TracingEnabled=d["xray"], GatewayResponses=responses, MethodSettings=[settings])
+    resources[REST_API_ID] = {"Properties": api}
+    outputs: Data = {f"{table_id(t['key'])}Name": {"Value": {"Ref": table_id(t["key"])}} for t in d["tables"]}
+    outputs |= {
+        "AdminApiKeyId": {"Value": {"Ref": "AdminApiKey"}},
+        "ReportsBucketName": {"Value": {"Ref": BUCKET_ID}},
     }
-
-
-def _stack_resources(functions: list[str]) -> Resources:
-    return Resources(
-        table=lambda definition: {"Fn::GetAtt": [table_id(definition), "Arn"]},
-        index=lambda definition: {"Fn::Sub": f"${{{table_id(definition)}.Arn}}/index/*"},
-        log_groups=lambda: [{"Fn::GetAtt": [log_group_id(function), "Arn"]} for function in functions],
-        report_objects=lambda: _REPORT_OBJECTS_ARN,
-    )
-
-
-def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
-    """The reports bucket and its TLS-only policy (see iot_playground/deploy/reports_bucket.py)."""
-    lifecycle = [
-        {
-            "Id": rule["ID"],
-            "Status": rule["Status"],
-            "Prefix": rule["Filter"]["Prefix"],
-            "ExpirationInDays": rule["Expiration"]["Days"],
-            "AbortIncompleteMultipartUpload": {
-                "DaysAfterInitiation": rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
-            },
-        }
-        for rule in reports_bucket.LIFECYCLE_RULES
-    ]
-    # CloudFormation's name for S3's MaxAgeSeconds.
-    cors = [
-        {("MaxAge" if key == "MaxAgeSeconds" else key): value for key, value in rule.items()}
-        for rule in reports_bucket.CORS_RULES
-    ]
-    return {
-        REPORTS_BUCKET_ID: {
-            "Type": "AWS::S3::Bucket",
-            # Only downloads of the last day live here: the stack may take the bucket with it.
-            "DeletionPolicy": "Delete",
-            "UpdateReplacePolicy": "Delete",
-            "Properties": {
-                "BucketName": bucket_name,
-                "PublicAccessBlockConfiguration": reports_bucket.PUBLIC_ACCESS_BLOCK,
-                "OwnershipControls": {"Rules": [{"ObjectOwnership": reports_bucket.OBJECT_OWNERSHIP}]},
-                "BucketEncryption": {
-                    "ServerSideEncryptionConfiguration": [
-                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": reports_bucket.SSE_ALGORITHM}}
-                    ]
-                },
-                "LifecycleConfiguration": {"Rules": lifecycle},
-                "CorsConfiguration": {"CorsRules": cors},
-            },
-        },
-        REPORTS_BUCKET_POLICY_ID: {
-            "Type": "AWS::S3::BucketPolicy",
-            "Properties": {
-                "Bucket": {"Ref": REPORTS_BUCKET_ID},
-                "PolicyDocument": reports_bucket.tls_only_policy(_REPORTS_BUCKET_ARN, _REPORT_OBJECTS_ARN),
-            },
-        },
+    if stage.settings.get("api_gateway_custom_domain"):  # beside Chalice's EndpointURL, usable at once
+        outputs["ApiUrl"] = {"Value": {"Fn::Sub": f"https://${{{CUSTOM_DOMAIN_ID}}}/"}}
+        outputs["RegionalDomainName"] = {"Value": {"Fn::GetAtt": [CUSTOM_DOMAIN_ID, "RegionalDomainName"]}}
+    parameters: Data = {
+        n: dict(Type="String", Default="", Description=f"{w}; or none") for n, w in OPTIONAL.items()
     }
-
-
-def alarms(stage: Stage, functions: list[str]) -> dict[str, Any]:
-    names = guardrails.Names(
-        function=lambda function: {"Ref": function_id(function)},
-        table=lambda definition: {"Ref": table_id(definition)},
-    )
-    actions = {"Fn::If": [HAS_ALARM_TOPIC, [{"Ref": ALARM_TOPIC_PARAMETER}], {"Ref": "AWS::NoValue"}]}
-    return {
-        alarm.key: {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": guardrails.alarm_properties(alarm, names, actions),
-        }
-        for alarm in guardrails.alarms(stage, functions, function_id, table_id)
-    }
-
-
-def admin_key_resources(stage: Stage) -> dict[str, Any]:
-    """The admin usage plan on the API's stage, its key, and the key's membership."""
-    name = guardrails.admin_name(stage)
-    return {
-        ADMIN_USAGE_PLAN_ID: {
-            "Type": "AWS::ApiGateway::UsagePlan",
-            "Properties": {
-                "UsagePlanName": name,
-                "Description": guardrails.admin_description(stage),
-                # `<Api>.Stage` is SAM's reference to the stage it creates: the plan waits for it.
-                "ApiStages": [{"ApiId": {"Ref": REST_API_ID}, "Stage": {"Ref": f"{REST_API_ID}.Stage"}}],
-                "Throttle": {
-                    "RateLimit": guardrails.ADMIN_THROTTLE.rate_limit,
-                    "BurstLimit": guardrails.ADMIN_THROTTLE.burst_limit,
-                },
-            },
-        },
-        ADMIN_API_KEY_ID: {
-            "Type": "AWS::ApiGateway::ApiKey",
-            "Properties": {"Name": name, "Description": guardrails.admin_description(stage), "Enabled": True},
-        },
-        ADMIN_USAGE_PLAN_KEY_ID: {
-            "Type": "AWS::ApiGateway::UsagePlanKey",
-            "Properties": {
-                "KeyId": {"Ref": ADMIN_API_KEY_ID},
-                "KeyType": "API_KEY",
-                "UsagePlanId": {"Ref": ADMIN_USAGE_PLAN_ID},
-            },
-        },
-    }
-
-
-def gateway_responses(stage: Stage) -> dict[str, Any]:
-    """SAM's `GatewayResponses` of the API: SAM writes them into the OpenAPI document, so
-    they are part of the deployment (a gateway response changed outside it needs a new one)."""
-    responses: dict[str, Any] = {}
-    for response in guardrails.GATEWAY_RESPONSES:
-        block: dict[str, Any] = {
-            "ResponseParameters": {"Headers": guardrails.response_headers(stage, response)},
-            "ResponseTemplates": {guardrails.JSON_TYPE: response.template()},
-        }
-        if response.status_code is not None:
-            block["StatusCode"] = response.status_code
-        responses[response.response_type] = block
-    return responses
-
-
-def merge_template(stage: Stage) -> Template:
-    functions = [API_HANDLER, *app_function_names()]
-    # The names `chalice deploy` gives, so every way of deploying a stage names it alike.
-    function_names = stage.function_names()
-    settings = stage.app_settings
-    policy = policy_document(stage, _stack_resources(functions))
-    resources: dict[str, Any] = {}
-    for definition in ALL_TABLES:
-        resources[table_id(definition)] = _table_resource(definition, definition.table_name(settings))
-    resources.update(reports_bucket_resources(settings.reports_bucket))
-    for function in functions:
-        resources[role_id(function)] = {
-            "Properties": {
-                "Policies": [{"PolicyName": f"{role_id(function)}Policy", "PolicyDocument": policy}]
-            }
-        }
-        resources[function_id(function)] = {
-            "Properties": {
-                "FunctionName": function_names[function],
-                "Environment": {"Variables": {"PAGINATION_TOKEN_SECRET": {"Ref": SECRET_PARAMETER}}},
-            },
-        }
-        resources[log_group_id(function)] = {
-            # Named, not derived from the function: the role grants on the group and the
-            # function needs the role, so `/aws/lambda/${Function}` would be a cycle.
-            "Properties": {"LogGroupName": f"/aws/lambda/{function_names[function]}"},
-        }
-    throttling = stage.throttling
-    resources[REST_API_ID] = {
-        "Properties": {
-            "TracingEnabled": stage.xray,
-            "GatewayResponses": gateway_responses(stage),
-            "MethodSettings": [
-                {
-                    "ResourcePath": "/*",
-                    "HttpMethod": "*",
-                    "ThrottlingRateLimit": throttling.rate_limit,
-                    "ThrottlingBurstLimit": throttling.burst_limit,
-                    "MetricsEnabled": True,
-                }
-            ],
-        },
-    }
-    resources.update(alarms(stage, functions))
-    resources.update(admin_key_resources(stage))
-    return {
-        "Parameters": {
-            SECRET_PARAMETER: {
-                "Type": "String",
-                "NoEcho": True,
-                "MinLength": 32,
-                "Description": SECRET_DESCRIPTION,
-            },
-            ALARM_TOPIC_PARAMETER: {
-                "Type": "String",
-                "Default": "",
-                "Description": "SNS topic ARN the alarms notify; empty for none",
-            },
-        },
-        "Conditions": {HAS_ALARM_TOPIC: {"Fn::Not": [{"Fn::Equals": [{"Ref": ALARM_TOPIC_PARAMETER}, ""]}]}},
-        "Resources": resources,
-        "Outputs": _outputs(stage),
-    }
-
-
-def _outputs(stage: Stage) -> dict[str, Any]:
-    """Beside Chalice's own EndpointURL (the execute-api URL, usable at once)."""
-    outputs: dict[str, Any] = {}
-    if stage.settings.get("api_gateway_custom_domain"):
-        outputs["ApiUrl"] = {
-            "Description": "The API on its custom domain, once DNS points at RegionalDomainName",
-            "Value": {"Fn::Sub": f"https://${{{CUSTOM_DOMAIN_ID}}}/"},
-        }
-        outputs["RegionalDomainName"] = {
-            "Description": "Target of the custom domain's DNS CNAME/alias record",
-            "Value": {"Fn::GetAtt": [CUSTOM_DOMAIN_ID, "RegionalDomainName"]},
-        }
-    outputs["AdminApiKeyId"] = {
-        "Description": "The admin API key (x-api-key of interrupt-all): "
-        "aws apigateway get-api-key --include-value --api-key <this id>",
-        "Value": {"Ref": ADMIN_API_KEY_ID},
-    }
-    for definition in ALL_TABLES:
-        outputs[f"{table_id(definition)}Name"] = {
-            "Description": f"The {definition.logical_name} table",
-            "Value": {"Ref": table_id(definition)},
-        }
-    outputs[f"{REPORTS_BUCKET_ID}Name"] = {
-        "Description": "The bucket of downloads too large for a Lambda response",
-        "Value": {"Ref": REPORTS_BUCKET_ID},
-    }
-    return outputs
+    token: Data = dict(Type="String", NoEcho=True, MinLength=32)
+    parameters[SECRET_PARAMETER] = token | dict(Description=SECRET_DESCRIPTION)
+    conditions = {f"Has{name}": {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]} for name in OPTIONAL}
+    resources = resolve(resources, REFS)
+    return dict(Parameters=parameters, Conditions=conditions, Resources=resources, Outputs=outputs)

@@ -1,17 +1,13 @@
 """Builds `grafana/dashboards/iot-serverless.json` from the facts the code owns.
 
-Metric names, dimensions and the namespace come from `chalicelib.metrics`; the
-dashboard uid and variable names from `chalicelib.grafana` (the links the API
-hands out use them); function, table and API Gateway stage names from the
-deployment stages in `.chalice/config.json` (`iot_playground.common.stages`), turned
-into templates over the dashboard's `Stage` variable. Nothing names an account
-or an ARN: the CloudWatch datasource is a dashboard variable too, so the file
-imports as is.
+Readings panels read the API's EMF lines (`chalicelib.emf_spec`) with CloudWatch Logs Insights
+in the API handler's log group; the one custom metric (`DataIngested` by `Stage`) draws the
+stage's ingestion. Uid and variable names come from `chalicelib.grafana` (run links use them),
+function, table and API stage names from `.chalice/config.json`, templated over `${Stage}`.
+No account or ARN, and the datasource is a variable: the file imports as is.
 
     iot-playground dashboard          # rewrite the committed file
     iot-playground dashboard --check  # exit 1 if it is out of date
-
-`tests/test_dashboard.py` fails when the committed file differs from this output.
 """
 
 from __future__ import annotations
@@ -21,27 +17,47 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import grafana, metrics
+# The names the app owns (the EMF line, the run links' uid and variables): imported here only.
+from chalicelib import ingest as emf
+from chalicelib import runs as links
 from chalicelib.schemas import MEASUREMENT_FIELDS
 from iot_playground.common.stages import DEPLOY_STAGES, PROJECT_ROOT, Stage
 
-DASHBOARD_PATH = PROJECT_ROOT / "grafana" / "dashboards" / f"{grafana.DASHBOARD_UID}.json"
+DASHBOARD_PATH = PROJECT_ROOT / "grafana" / "dashboards" / f"{links.DASHBOARD_UID}.json"
 DATASOURCE_VARIABLE = "datasource"
 API_NAME_VARIABLE = "ApiName"
 API_STAGE_VARIABLE = "ApiGatewayStage"
 DATASOURCE = {"type": "cloudwatch", "uid": f"${{{DATASOURCE_VARIABLE}}}"}
-STAGE_REF = f"${{{grafana.STAGE_VARIABLE}}}"
-# "*" is the CloudWatch datasource's wildcard: a dimension with it is left out of the search.
-ALL = "*"
-# Grafana 10.0's dashboard schema; later versions migrate it on load.
-SCHEMA_VERSION = 38
+STAGE_REF = f"${{{links.STAGE_VARIABLE}}}"
+ALL = "*"  # a text variable's "every run / user / sensor"; also CloudWatch's dimension wildcard
+# Every refresh runs each Logs Insights query over the time range, billed per GB scanned.
+REFRESH_SECONDS = 60
+SCHEMA_VERSION = 38  # Grafana 10.0's dashboard schema; later versions migrate it on load
+Box = tuple[int, int, int, int]  # x, y, w, h
+J = dict[str, Any]  # a JSON object
+
+DESCRIPTIONS = {
+    "readings": "Each sensor's readings of one type (a panel per type, repeated over Type) for the "
+    "selected run, user and sensor: average per period of the EMF lines (Logs Insights).",
+    "ingested": "Readings stored per minute: the stage's (the DataIngested metric, every run) and the "
+    "selected run, user and sensor's by channel (http, mqtt), from the EMF lines.",
+    "per run": "Readings stored per run and user (X-User) in the time range, top 20, every run "
+    "whatever the Run variable says; run `none` is readings sent without a run.",
+    "errors": "ERROR lines of the stage's functions for the selected run and user (* for all); "
+    "each carries the request id to find its other lines.",
+    "latency": "API Gateway latency, request received to response sent (includes the Lambda).",
+    "requests": "Requests per period and how many ended in a client (4xx) or server (5xx) error.",
+    "invocations": "Invocations and failed invocations of the stage's functions.",
+    "duration": "95th percentile of the functions' run time.",
+    "throttles": "Invocations refused for lack of concurrency (reserved concurrency reached).",
+    "concurrency": "Most instances running at once, against the stage's reserved concurrency.",
+    "capacity": "Read and write capacity units consumed per period by both tables and their indexes.",
+    "throttle events": "Requests DynamoDB throttled; the API answers them 503 with Retry-After.",
+}
 
 
 def var(name: str) -> str:
     return f"${{{name}}}"
-
-
-# ---- names over the Stage variable -----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,590 +70,257 @@ class StageNames:
     tables: dict[str, str]  # logical table -> table name template
 
 
-def _template(name: str, stage: str) -> str:
-    if stage not in name:
-        raise ValueError(f"{name!r} does not contain its stage {stage!r}: cannot template it")
-    return name.replace(stage, STAGE_REF, 1)
-
-
 def stage_names() -> StageNames:
     """Templates derived from the first deployment stage, checked against every other one."""
-    stages = [Stage.load(name) for name in DEPLOY_STAGES]
-    first = stages[0]
-    settings = first.app_settings
-    names = StageNames(
-        app_name=first.app_name,
-        api_gateway_stage=first.api_stage_name,
-        functions={
-            function: _template(lambda_name, first.name)
-            for function, lambda_name in first.function_names().items()
-        },
-        tables={
-            "runs": _template(settings.runs_table, first.name),
-            "readings": _template(settings.readings_table, first.name),
-        },
-    )
-    for stage in stages[1:]:
-        actual = {
-            **stage.function_names(),
-            "runs": stage.app_settings.runs_table,
-            "readings": stage.app_settings.readings_table,
-        }
-        templated = {**names.functions, **names.tables}
-        for key, template in templated.items():
-            if template.replace(STAGE_REF, stage.name) != actual[key]:
-                raise ValueError(f"stage {stage.name}: {key} is {actual[key]!r}, not named like {template!r}")
-    return names
+    first, *others = (Stage.load(name) for name in DEPLOY_STAGES)
+
+    def named(stage: Stage) -> dict[str, str]:
+        tables = {"runs": stage.app_settings.runs_table, "readings": stage.app_settings.readings_table}
+        return {**stage.function_names(), **tables}
+
+    templates = {}
+    for key, name in named(first).items():
+        if first.name not in name:
+            raise ValueError(f"{name!r} does not contain its stage {first.name!r}: cannot template it")
+        templates[key] = name.replace(first.name, STAGE_REF, 1)
+    for stage in others:
+        for key, name in named(stage).items():
+            if templates[key].replace(STAGE_REF, stage.name) != name:
+                raise ValueError(f"stage {stage.name}: {key} is {name!r}, not named like {templates[key]!r}")
+    tables = {key: templates.pop(key) for key in ("runs", "readings")}
+    return StageNames(first.app_name, first.api_stage_name, templates, tables)
 
 
 # ---- queries ------------------------------------------------------------------
 
 
-def metric_query(
-    ref_id: str,
-    namespace: str,
-    metric_name: str,
-    dimensions: dict[str, str],
-    statistic: str,
-    *,
-    label: str = "",
-    query_id: str = "",
-    hide: bool = False,
-) -> dict[str, Any]:
+def metric_query(ref: str, namespace: str, metric: str, dims: dict[str, str], stat: str, **extra: Any) -> Any:
     """A metric search (builder mode); `matchExact` so only this exact dimension set matches."""
-    return {
-        "refId": ref_id,
-        "datasource": DATASOURCE,
-        "queryMode": "Metrics",
-        "metricQueryType": 0,
-        "metricEditorMode": 0,
-        "region": "default",
-        "namespace": namespace,
-        "metricName": metric_name,
-        "dimensions": dimensions,
-        "matchExact": True,
-        "statistic": statistic,
-        "period": "",
-        "id": query_id,
-        "expression": "",
-        "label": label,
-        "hide": hide,
-    }
+    query: J = {"refId": ref, "datasource": DATASOURCE, "queryMode": "Metrics", "metricQueryType": 0}
+    query |= {"metricEditorMode": 0, "region": "default", "namespace": namespace, "metricName": metric}
+    query |= {"dimensions": dims, "matchExact": True, "statistic": stat, "period": ""}
+    return query | {"id": "", "expression": "", "label": "", "hide": False} | extra
 
 
-def math_query(ref_id: str, expression: str, *, label: str) -> dict[str, Any]:
-    """Metric math over other queries of the panel, referenced by their `id`."""
-    return {
-        "refId": ref_id,
-        "datasource": DATASOURCE,
-        "queryMode": "Metrics",
-        "metricQueryType": 0,
-        "metricEditorMode": 1,
-        "region": "default",
-        "namespace": "",
-        "metricName": "",
-        "dimensions": {},
-        "matchExact": True,
-        "statistic": "Sum",
-        "period": "",
-        "id": "",
-        "expression": expression,
-        "label": label,
-        "hide": False,
-    }
+def logs_query(ref: str, log_groups: list[str], expression: str, *groups: str) -> dict[str, Any]:
+    """A Logs Insights query. Log groups by name (templated), in the current and the legacy field
+    (Grafana versions differ in which they send); `statsGroups` are the `stats ... by` fields
+    besides the time bin: one series per value."""
+    query: J = {"refId": ref, "datasource": DATASOURCE, "queryMode": "Logs", "region": "default", "id": ""}
+    query |= {"logGroups": [{"arn": name, "name": name} for name in log_groups]}
+    return query | {"logGroupNames": log_groups, "expression": expression, "statsGroups": list(groups)}
 
 
-def insights_query(ref_id: str, sql: str) -> dict[str, Any]:
-    """A CloudWatch Metrics Insights query: the way to sum a metric over some of its dimensions."""
-    return {
-        "refId": ref_id,
-        "datasource": DATASOURCE,
-        "queryMode": "Metrics",
-        "metricQueryType": 1,
-        "metricEditorMode": 1,
-        "region": "default",
-        "namespace": "",
-        "metricName": "",
-        "dimensions": {},
-        "statistic": "Sum",
-        "period": "",
-        "id": "",
-        "sqlExpression": sql,
-        "label": "",
-        "hide": False,
-    }
+def chosen(pairs: list[tuple[str, str]], *commands: str, fields: str = "fields ") -> str:
+    """A Logs Insights query over the lines whose (field, variable) pairs match. It cannot skip a
+    filter, so each variable becomes a field (`concat`) compared as a value: "*" matches all."""
+    head = fields + ", ".join(f'concat("{var(v)}", "") as chosen_{f}' for f, v in pairs)
+    filters = [f'| filter chosen_{f} = "{ALL}" or {f} = chosen_{f}' for f, _ in pairs]
+    return "\n".join([head, *commands[:1], *filters, *commands[1:]])
 
 
-def logs_query(ref_id: str, log_groups: list[str], expression: str) -> dict[str, Any]:
-    """A Logs Insights query. Log groups by name (templated), in both the current and the
-    legacy field: Grafana versions differ in which one they send."""
-    return {
-        "refId": ref_id,
-        "datasource": DATASOURCE,
-        "queryMode": "Logs",
-        "region": "default",
-        "id": "",
-        "logGroups": [{"arn": name, "name": name} for name in log_groups],
-        "logGroupNames": log_groups,
-        "expression": expression,
-        "statsGroups": [],
-    }
+def emf_expression(*commands: str) -> str:
+    """Over the EMF lines (those with DataIngested) of the selected run, user and sensor."""
+    pairs = [(emf.RUN_FIELD, links.RUN_VARIABLE), (emf.USER_FIELD, links.USER_VARIABLE)]
+    pairs.append((emf.SENSOR_FIELD, links.SENSOR_VARIABLE))
+    return chosen(pairs, f"| filter ispresent({emf.DATA_INGESTED})", *commands)
 
 
-def sensor_dimensions(*, with_type: str | None) -> dict[str, str]:
-    dimensions = {
-        metrics.SENSOR_DIMENSION: var(grafana.SENSOR_VARIABLE),
-        metrics.USER_DIMENSION: var(grafana.USER_VARIABLE),
-        metrics.RUN_DIMENSION: var(grafana.RUN_VARIABLE),
-    }
-    if with_type is not None:
-        dimensions[metrics.TYPE_DIMENSION] = with_type
-    return dimensions
-
-
-def per_dimension_sum_sql(dimension: str) -> str:
-    schema = ", ".join(sorted(metrics.INGESTED_DIMENSIONS))
-    return (
-        f'SELECT SUM({metrics.DATA_INGESTED}) FROM SCHEMA("{metrics.NAMESPACE}", {schema}) '
-        f"GROUP BY {dimension} ORDER BY SUM() DESC LIMIT 20"
-    )
-
-
-def errors_logs_expression() -> str:
-    # Logs Insights has no way to skip a filter, so the dashboard's "*" (all runs,
-    # all users) is compared as a value: `concat` turns the variable into a field.
-    return "\n".join(
-        [
-            "fields @timestamp, level, message, runId, user, requestId, route, error, exception_name,"
-            f' concat("{var(grafana.RUN_VARIABLE)}", "") as selectedRun,'
-            f' concat("{var(grafana.USER_VARIABLE)}", "") as selectedUser',
-            '| filter level = "ERROR" or level = "CRITICAL"',
-            f'| filter selectedRun = "{ALL}" or runId = selectedRun',
-            f'| filter selectedUser = "{ALL}" or user = selectedUser',
-            "| sort @timestamp desc",
-            "| limit 200",
-        ]
-    )
+def errors_expression() -> str:
+    """ERROR lines of the app's logger (chalicelib/logs.py: level, runId, user, requestId...)."""
+    fields = "fields @timestamp, level, message, runId, user, requestId, route, error, exception_name, "
+    pairs = [("runId", links.RUN_VARIABLE), ("user", links.USER_VARIABLE)]
+    level = '| filter level = "ERROR" or level = "CRITICAL"'
+    return chosen(pairs, level, "| sort @timestamp desc", "| limit 200", fields=fields)
 
 
 # ---- panels -------------------------------------------------------------------
 
 
-class PanelIds:
-    def __init__(self) -> None:
-        self._next = 0
-
-    def __call__(self) -> int:
-        self._next += 1
-        return self._next
+def panel(kind: str, title: str, about: str, box: Box, targets: list[Any], **rest: Any) -> dict[str, Any]:
+    x, y, w, h = box
+    common = {"type": kind, "title": title, "description": DESCRIPTIONS[about], "datasource": DATASOURCE}
+    return common | {"gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets} | rest
 
 
-def grid(x: int, y: int, w: int, h: int) -> dict[str, int]:
-    return {"x": x, "y": y, "w": w, "h": h}
+def timeseries(title: str, about: str, box: Box, targets: list[Any], unit: str = "short", **rest: Any) -> Any:
+    custom = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "pointSize": 4, "spanNulls": True}
+    custom["showPoints"] = "always" if rest.pop("points", False) else "never"
+    options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
+    options["tooltip"] = {"mode": "multi", "sort": "none"}
+    config = {"defaults": {"unit": unit, "custom": custom}, "overrides": []}
+    return panel("timeseries", title, about, box, targets, fieldConfig=config, options=options, **rest)
 
 
-def row(panel_id: int, title: str, y: int) -> dict[str, Any]:
-    return {
-        "id": panel_id,
-        "type": "row",
-        "title": title,
-        "collapsed": False,
-        "gridPos": grid(0, y, 24, 1),
-        "panels": [],
-    }
+def table(title: str, about: str, box: Box, target: dict[str, Any]) -> dict[str, Any]:
+    config = {"defaults": {"custom": {"cellOptions": {"type": "auto"}}}, "overrides": []}
+    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
+    return panel("table", title, about, box, [target], fieldConfig=config, options=options)
 
 
-def timeseries(
-    panel_id: int,
-    title: str,
-    description: str,
-    position: dict[str, int],
-    targets: list[dict[str, Any]],
-    *,
-    unit: str = "short",
-    points: bool = False,
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "id": panel_id,
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": position,
-        "targets": targets,
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "custom": {
-                    "drawStyle": "line",
-                    "lineWidth": 1,
-                    "fillOpacity": 0,
-                    "showPoints": "always" if points else "never",
-                    "pointSize": 4,
-                    "spanNulls": True,
-                },
-            },
-            "overrides": [],
-        },
-        "options": {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "none"},
-        },
-        **extra,
-    }
-
-
-def bar_gauge(
-    panel_id: int, title: str, description: str, position: dict[str, int], targets: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "id": panel_id,
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": position,
-        "targets": targets,
-        "fieldConfig": {"defaults": {"unit": "short", "min": 0}, "overrides": []},
-        "options": {
-            "reduceOptions": {"calcs": ["sum"], "fields": "", "values": False},
-            "orientation": "horizontal",
-            "displayMode": "gradient",
-            "showUnfilled": True,
-        },
-    }
-
-
-def table(
-    panel_id: int, title: str, description: str, position: dict[str, int], targets: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "id": panel_id,
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": position,
-        "targets": targets,
-        "fieldConfig": {"defaults": {"custom": {"cellOptions": {"type": "auto"}}}, "overrides": []},
-        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
-    }
-
-
-def sensor_panels(ids: PanelIds, y: int) -> list[dict[str, Any]]:
-    type_ref = var(grafana.TYPE_VARIABLE)
-    readings = timeseries(
-        ids(),
-        f"Readings · {type_ref}",
-        "Each sensor's readings of one measurement type (one panel per type, repeated over the "
-        "Type variable), for the selected run, user and sensors. Average per period.",
-        grid(0, y, 8, 8),
-        [
-            metric_query(
-                "A",
-                metrics.NAMESPACE,
-                metrics.SENSOR_READING,
-                sensor_dimensions(with_type=type_ref),
-                "Average",
-                label="${PROP('Dim.SensorId')}",
-            )
-        ],
-        points=True,
-        repeat=grafana.TYPE_VARIABLE,
-        repeatDirection="h",
-        maxPerRow=3,
+def run_panels(names: StageNames, y: int) -> list[dict[str, Any]]:
+    api_logs = [f"/aws/lambda/{names.functions['api_handler']}"]
+    all_logs = [f"/aws/lambda/{name}" for name in names.functions.values()]
+    readings = emf_expression(
+        f'| filter {emf.TYPE_FIELD} = "{var(links.TYPE_VARIABLE)}" and ispresent({emf.SENSOR_READING})',
+        f"| stats avg({emf.SENSOR_READING}) as reading by bin($__interval), {emf.SENSOR_FIELD}",
+        "| limit 10000",
     )
-    rate = timeseries(
-        ids(),
-        "Ingestion rate",
-        "Readings stored per second, all selected sensors together.",
-        grid(0, y + 8, 8, 8),
-        [
-            metric_query(
-                "A",
-                metrics.NAMESPACE,
-                metrics.DATA_INGESTED,
-                sensor_dimensions(with_type=None),
-                "Sum",
-                query_id="ingested",
-                hide=True,
-            ),
-            math_query("B", "SUM(ingested) / PERIOD(ingested)", label="readings/s"),
-        ],
-        unit="short",
+    per_channel = f"| stats sum({emf.DATA_INGESTED}) as readings by bin(1m), {emf.CHANNEL_FIELD}"
+    top = [f"fields {emf.RUN_FIELD}, {emf.USER_FIELD}", f"| filter ispresent({emf.DATA_INGESTED})"]
+    top += [f"| stats sum({emf.DATA_INGESTED}) as readings by {emf.RUN_FIELD}, {emf.USER_FIELD}"]
+    ingested = {emf.STAGE_DIMENSION: STAGE_REF}
+    stage_rate = metric_query(
+        "A", emf.NAMESPACE, emf.DATA_INGESTED, ingested, "Sum", period="60", label="all"
     )
-    per_run = bar_gauge(
-        ids(),
-        "Readings per run",
-        "Readings stored per run in the time range (top 20). `none` counts readings sent without a run.",
-        grid(8, y + 8, 8, 8),
-        [insights_query("A", per_dimension_sum_sql(metrics.RUN_DIMENSION))],
-    )
-    per_user = bar_gauge(
-        ids(),
-        "Readings per user",
-        "Readings stored per user (X-User) in the time range (top 20).",
-        grid(16, y + 8, 8, 8),
-        [insights_query("A", per_dimension_sum_sql(metrics.USER_DIMENSION))],
-    )
-    return [readings, rate, per_run, per_user]
+    repeat: J = {"repeat": links.TYPE_VARIABLE, "repeatDirection": "h", "maxPerRow": 3}
+    return [
+        timeseries(
+            f"Readings · {var(links.TYPE_VARIABLE)}",
+            "readings",
+            (0, y, 8, 8),
+            [logs_query("A", api_logs, readings, emf.SENSOR_FIELD)],
+            points=True,
+            interval="10s",
+            maxDataPoints=60,
+            **repeat,
+        ),
+        timeseries(
+            "Readings ingested per minute",
+            "ingested",
+            (0, y + 8, 8, 8),
+            [stage_rate, logs_query("B", api_logs, emf_expression(per_channel), emf.CHANNEL_FIELD)],
+        ),
+        table(
+            "Readings per run and user",
+            "per run",
+            (8, y + 8, 16, 8),
+            logs_query("A", api_logs, "\n".join([*top, "| sort readings desc", "| limit 20"])),
+        ),
+        table(
+            f"Errors · run {var(links.RUN_VARIABLE)}",
+            "errors",
+            (0, y + 16, 24, 8),
+            logs_query("A", all_logs, errors_expression()),
+        ),
+    ]
 
 
-def errors_panel(ids: PanelIds, names: StageNames, y: int) -> dict[str, Any]:
-    log_groups = [f"/aws/lambda/{name}" for name in names.functions.values()]
-    return table(
-        ids(),
-        f"Errors · run {var(grafana.RUN_VARIABLE)}",
-        "ERROR lines of this stage's functions (Logs Insights) for the selected run and user; "
-        "with RunId = * for every run. Each line has the request id to find its other lines.",
-        grid(0, y, 24, 8),
-        [logs_query("A", log_groups, errors_logs_expression())],
-    )
-
-
-def api_and_lambda_panels(ids: PanelIds, names: StageNames, y: int) -> list[dict[str, Any]]:
+def api_and_lambda_panels(names: StageNames, y: int) -> list[dict[str, Any]]:
     api = {"ApiName": var(API_NAME_VARIABLE), "Stage": var(API_STAGE_VARIABLE)}
     functions = list(names.functions.items())
 
-    def per_function(metric: str, statistic: str, *, first_ref: int = 0) -> list[dict[str, Any]]:
+    def per_function(metric: str, stat: str, first: int = 0) -> list[dict[str, Any]]:
+        labelled = [({"FunctionName": name}, f"{f} {metric.lower()}") for f, name in functions]
         return [
-            metric_query(
-                chr(ord("A") + first_ref + index),
-                "AWS/Lambda",
-                metric,
-                {"FunctionName": lambda_name},
-                statistic,
-                label=f"{function} {metric.lower()}",
-            )
-            for index, (function, lambda_name) in enumerate(functions)
+            metric_query(chr(65 + first + i), "AWS/Lambda", metric, dims, stat, label=label)
+            for i, (dims, label) in enumerate(labelled)
         ]
 
+    def gateway(metrics: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        return [
+            metric_query(chr(65 + i), "AWS/ApiGateway", metric, api, stat, label=label)
+            for i, (metric, stat, label) in enumerate(metrics)
+        ]
+
+    invocations = per_function("Invocations", "Sum") + per_function("Errors", "Sum", len(functions))
+    requests = gateway([("Count", "Sum", "requests"), ("4XXError", "Sum", "4xx"), ("5XXError", "Sum", "5xx")])
+    latency = gateway([("Latency", p, p) for p in ("p50", "p95", "p99")])
+    concurrency = per_function("ConcurrentExecutions", "Maximum")
+    duration = per_function("Duration", "p95")
     return [
-        timeseries(
-            ids(),
-            "API latency",
-            "API Gateway latency, from request received to response sent (includes the Lambda).",
-            grid(0, y, 8, 8),
-            [
-                metric_query("A", "AWS/ApiGateway", "Latency", api, "p50", label="p50"),
-                metric_query("B", "AWS/ApiGateway", "Latency", api, "p95", label="p95"),
-                metric_query("C", "AWS/ApiGateway", "Latency", api, "p99", label="p99"),
-            ],
-            unit="ms",
-        ),
-        timeseries(
-            ids(),
-            "API requests, 4xx and 5xx",
-            "Requests per period and how many ended in a client (4xx) or server (5xx) error.",
-            grid(8, y, 8, 8),
-            [
-                metric_query("A", "AWS/ApiGateway", "Count", api, "Sum", label="requests"),
-                metric_query("B", "AWS/ApiGateway", "4XXError", api, "Sum", label="4xx"),
-                metric_query("C", "AWS/ApiGateway", "5XXError", api, "Sum", label="5xx"),
-            ],
-        ),
-        timeseries(
-            ids(),
-            "Lambda invocations and errors",
-            "Invocations and failed invocations of this stage's functions.",
-            grid(16, y, 8, 8),
-            per_function("Invocations", "Sum") + per_function("Errors", "Sum", first_ref=len(functions)),
-        ),
-        timeseries(
-            ids(),
-            "Lambda duration p95",
-            "95th percentile of the functions' run time.",
-            grid(0, y + 8, 8, 8),
-            per_function("Duration", "p95"),
-            unit="ms",
-        ),
-        timeseries(
-            ids(),
-            "Lambda throttles",
-            "Invocations refused for lack of concurrency (reserved concurrency reached).",
-            grid(8, y + 8, 8, 8),
-            per_function("Throttles", "Sum"),
-        ),
-        timeseries(
-            ids(),
-            "Lambda concurrent executions",
-            "Highest number of instances running at once, against the stage's reserved concurrency.",
-            grid(16, y + 8, 8, 8),
-            per_function("ConcurrentExecutions", "Maximum"),
-        ),
+        timeseries("API latency", "latency", (0, y, 8, 8), latency, "ms"),
+        timeseries("API requests, 4xx and 5xx", "requests", (8, y, 8, 8), requests),
+        timeseries("Lambda invocations and errors", "invocations", (16, y, 8, 8), invocations),
+        timeseries("Lambda duration p95", "duration", (0, y + 8, 8, 8), duration, "ms"),
+        timeseries("Lambda throttles", "throttles", (8, y + 8, 8, 8), per_function("Throttles", "Sum")),
+        timeseries("Lambda concurrent executions", "concurrency", (16, y + 8, 8, 8), concurrency),
     ]
 
 
-def dynamodb_panels(ids: PanelIds, names: StageNames, y: int) -> list[dict[str, Any]]:
-    def per_table(metric_pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def dynamodb_panels(names: StageNames, y: int) -> list[dict[str, Any]]:
+    def per_table(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
         targets = []
-        for table_label, table_name in names.tables.items():
-            for metric, short in metric_pairs:
-                targets.append(({"TableName": table_name}, f"{table_label} {short}", metric))
-                # Index writes are billed on their own: every reading is written to two indexes.
-                targets.append(
-                    (
-                        {"TableName": table_name, "GlobalSecondaryIndexName": ALL},
-                        f"{table_label} ${{PROP('Dim.GlobalSecondaryIndexName')}} {short}",
-                        metric,
-                    )
-                )
+        for label, table_name in names.tables.items():
+            for metric, short in pairs:
+                targets.append(({"TableName": table_name}, f"{label} {short}", metric))
+                # Index capacity is billed apart (the runs table has indexes).
+                gsi = {"TableName": table_name, "GlobalSecondaryIndexName": ALL}
+                targets.append((gsi, f"{label} ${{PROP('Dim.GlobalSecondaryIndexName')}} {short}", metric))
         return [
-            metric_query(chr(ord("A") + index), "AWS/DynamoDB", metric, dimensions, "Sum", label=label)
-            for index, (dimensions, label, metric) in enumerate(targets)
+            metric_query(chr(65 + i), "AWS/DynamoDB", metric, dims, "Sum", label=label)
+            for i, (dims, label, metric) in enumerate(targets)
         ]
 
+    capacity = per_table([("ConsumedReadCapacityUnits", "read"), ("ConsumedWriteCapacityUnits", "write")])
+    throttles = per_table([("ReadThrottleEvents", "read"), ("WriteThrottleEvents", "write")])
     return [
-        timeseries(
-            ids(),
-            "DynamoDB consumed capacity",
-            "Read and write capacity units consumed per period by both tables and their indexes.",
-            grid(0, y, 12, 8),
-            per_table([("ConsumedReadCapacityUnits", "read"), ("ConsumedWriteCapacityUnits", "write")]),
-        ),
-        timeseries(
-            ids(),
-            "DynamoDB throttle events",
-            "Requests DynamoDB throttled; the API answers them 503 with Retry-After.",
-            grid(12, y, 12, 8),
-            per_table([("ReadThrottleEvents", "read"), ("WriteThrottleEvents", "write")]),
-        ),
+        timeseries("DynamoDB consumed capacity", "capacity", (0, y, 12, 8), capacity),
+        timeseries("DynamoDB throttle events", "throttle events", (12, y, 12, 8), throttles),
     ]
 
 
-# ---- variables ------------------------------------------------------------------
+def row(title: str, y: int) -> dict[str, Any]:
+    box = {"x": 0, "y": y, "w": 24, "h": 1}
+    return {"type": "row", "title": title, "collapsed": False, "gridPos": box, "panels": []}
+
+
+# ---- variables and the dashboard ----------------------------------------------------
 
 
 def textbox(name: str, label: str, default: str, description: str) -> dict[str, Any]:
     option = {"selected": True, "text": default, "value": default}
-    return {
-        "name": name,
-        "label": label,
-        "type": "textbox",
-        "description": description,
-        "query": default,
-        "current": option,
-        "options": [option],
-        "hide": 0,
-    }
+    variable = {"name": name, "label": label, "type": "textbox", "description": description, "query": default}
+    return variable | {"current": option, "options": [option], "hide": 0}
 
 
 def variables(names: StageNames) -> list[dict[str, Any]]:
-    all_selected = {"selected": True, "text": ["All"], "value": ["$__all"]}
-    measurement_options = [{"selected": False, "text": t, "value": t} for t in MEASUREMENT_FIELDS]
+    source: J = {"name": DATASOURCE_VARIABLE, "label": "CloudWatch", "type": "datasource"}
+    source["query"] = "cloudwatch"
+    source |= {"current": {}, "options": [], "refresh": 1, "regex": "", "hide": 0}
+    types = {"name": links.TYPE_VARIABLE, "label": "Measurement", "type": "custom", "multi": True}
+    types |= {"query": ",".join(MEASUREMENT_FIELDS), "includeAll": True, "hide": 0}
+    types["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    options = [{"selected": False, "text": t, "value": t} for t in MEASUREMENT_FIELDS]
+    types["options"] = [{"selected": True, "text": "All", "value": "$__all"}, *options]
     return [
-        {
-            "name": DATASOURCE_VARIABLE,
-            "label": "CloudWatch",
-            "type": "datasource",
-            "query": "cloudwatch",
-            "current": {},
-            "options": [],
-            "refresh": 1,
-            "regex": "",
-            "hide": 0,
-        },
-        textbox(
-            grafana.STAGE_VARIABLE,
-            "Stage",
-            DEPLOY_STAGES[0],
-            "Deployment stage: picks the stage's functions, tables and log groups by name.",
-        ),
-        textbox(
-            API_NAME_VARIABLE,
-            "API name",
-            names.app_name,
-            "API Gateway REST API name (`chalice deploy` names it after the app).",
-        ),
+        source,
+        textbox(links.STAGE_VARIABLE, "Stage", DEPLOY_STAGES[0], "Deployment stage: its names, logs."),
+        textbox(API_NAME_VARIABLE, "API name", names.app_name, "API Gateway REST API name (the app's)."),
         textbox(API_STAGE_VARIABLE, "API stage", names.api_gateway_stage, "API Gateway stage name."),
-        textbox(grafana.RUN_VARIABLE, "Run", ALL, "Run id; * for all runs. Run links fill it in."),
-        textbox(grafana.USER_VARIABLE, "User", ALL, "X-User of the readings; * for all users."),
-        {
-            "name": grafana.SENSOR_VARIABLE,
-            "label": "Sensors",
-            "type": "query",
-            "datasource": DATASOURCE,
-            "query": {
-                "refId": "SensorIds",
-                "queryType": "dimensionValues",
-                "region": "default",
-                "namespace": metrics.NAMESPACE,
-                "metricName": metrics.SENSOR_READING,
-                "dimensionKey": metrics.SENSOR_DIMENSION,
-                "dimensionFilters": {},
-            },
-            "definition": "",
-            "multi": True,
-            "includeAll": True,
-            "allValue": ALL,
-            "current": all_selected,
-            "options": [],
-            "refresh": 2,
-            "sort": 1,
-            "regex": "",
-            "hide": 0,
-        },
-        {
-            "name": grafana.TYPE_VARIABLE,
-            "label": "Measurement",
-            "type": "custom",
-            "query": ",".join(MEASUREMENT_FIELDS),
-            "multi": True,
-            "includeAll": True,
-            "current": all_selected,
-            "options": [{"selected": True, "text": "All", "value": "$__all"}, *measurement_options],
-            "hide": 0,
-        },
+        textbox(links.RUN_VARIABLE, "Run", ALL, "Run id; * for all runs. Run links fill it in."),
+        textbox(links.USER_VARIABLE, "User", ALL, "X-User of the readings; * for all users."),
+        textbox(links.SENSOR_VARIABLE, "Sensor", ALL, "Sensor id; * for every sensor (a series each)."),
+        types,
     ]
-
-
-# ---- the dashboard -------------------------------------------------------------------
 
 
 def build() -> dict[str, Any]:
     names = stage_names()
-    ids = PanelIds()
-    panels: list[dict[str, Any]] = [row(ids(), f"Run {var(grafana.RUN_VARIABLE)}", 0)]
-    panels += sensor_panels(ids, 1)
-    panels.append(errors_panel(ids, names, 17))
-    panels.append(row(ids(), f"API and Lambda · stage {STAGE_REF}", 25))
-    panels += api_and_lambda_panels(ids, names, 26)
-    panels.append(row(ids(), "DynamoDB", 42))
-    panels += dynamodb_panels(ids, names, 43)
-    return {
-        "uid": grafana.DASHBOARD_UID,
-        "title": grafana.DASHBOARD_TITLE,
-        "description": "IoT Playground serverless API: a run's sensor readings, ingestion, "
-        "API Gateway, Lambda and DynamoDB health, and error logs.",
-        "tags": ["iot-playground", "serverless"],
-        "id": None,
-        "version": 1,
-        "schemaVersion": SCHEMA_VERSION,
-        "editable": True,
-        "graphTooltip": 1,
-        "timezone": "browser",
-        "time": {"from": "now-1h", "to": "now"},
-        "refresh": "30s",
-        "fiscalYearStartMonth": 0,
-        "liveNow": False,
-        "links": [],
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                }
-            ]
-        },
-        "templating": {"list": variables(names)},
-        "panels": panels,
-    }
+    panels = [row(f"Run {var(links.RUN_VARIABLE)}", 0), *run_panels(names, 1)]
+    panels += [row(f"API and Lambda · stage {STAGE_REF}", 25), *api_and_lambda_panels(names, 26)]
+    panels += [row("DynamoDB", 42), *dynamodb_panels(names, 43)]
+    annotation = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True}
+    annotation |= {"hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts"}
+    board: J = {"uid": links.DASHBOARD_UID, "title": links.DASHBOARD_TITLE}
+    board["tags"] = ["iot-playground", "serverless"]
+    board["description"] = "IoT Playground serverless API: a run's readings, ingestion, health, errors."
+    board |= {"id": None, "version": 1, "schemaVersion": SCHEMA_VERSION, "editable": True, "graphTooltip": 1}
+    board |= {"timezone": "browser", "time": {"from": "now-1h", "to": "now"}, "liveNow": False, "links": []}
+    board |= {"refresh": f"{REFRESH_SECONDS // 60}m", "fiscalYearStartMonth": 0}
+    board["annotations"] = {"list": [annotation | {"type": "dashboard"}]}
+    board["templating"] = {"list": variables(names)}
+    board["panels"] = [{"id": n, **p} for n, p in enumerate(panels, start=1)]
+    return board
+
+
+def logs_queries_per_refresh(board: dict[str, Any]) -> int:
+    """Logs Insights queries one refresh starts (a panel repeated over Type runs once per type)."""
+    return sum(
+        (len(MEASUREMENT_FIELDS) if p.get("repeat") == links.TYPE_VARIABLE else 1)
+        * sum(t.get("queryMode") == "Logs" for t in p.get("targets", []))
+        for p in board["panels"]
+    )
 
 
 def render() -> str:
@@ -648,11 +331,9 @@ def write_dashboard(*, check: bool = False) -> int:
     """`iot-playground dashboard`: rewrite the committed file (with check: exit 1 if it is out of date)."""
     text = render()
     if check:
-        current = DASHBOARD_PATH.read_text() if DASHBOARD_PATH.exists() else ""
-        if current != text:
+        if stale := (DASHBOARD_PATH.read_text() if DASHBOARD_PATH.exists() else "") != text:
             print(f"{DASHBOARD_PATH} is out of date: run `iot-playground dashboard`", file=sys.stderr)
-            return 1
-        return 0
+        return int(stale)
     DASHBOARD_PATH.write_text(text)
     print(f"wrote {DASHBOARD_PATH}")
     return 0

@@ -1,347 +1,351 @@
-"""`make guards STAGE=dev`: what the packaged templates add to a stage, applied after `chalice deploy`.
-
-`chalice deploy` creates the functions, their role, the REST API and its stage, and sets the
-functions' reserved concurrency; it knows nothing of the rest of `guardrails.py`. This module
-finds what `chalice deploy` made for the stage and applies, with the AWS APIs:
-
-- the stage's throttle (method settings `*/*`: rate, burst, metrics), from config.json;
-- the admin usage plan on the stage, its API key and the key's membership of the plan;
-- the gateway responses, then a new deployment of the stage when one changed (they take
-  effect on deployment, and `chalice deploy` overwrites the API definition, resetting them);
-- the CloudWatch alarms (PutMetricAlarm), notifying `--alarm-topic-arn` when given;
-- the functions' reserved concurrency, should it differ from config.json.
-
-Each step reads first and writes only what differs: a second run changes nothing and says so.
-
-    iot-playground guards --stage dev [--alarm-topic-arn ARN] [--dry-run]
-
-The REST API comes from `.chalice/deployed/<stage>.json` (what `chalice deploy` recorded),
-else `--rest-api-id`, else the one API named after the app; the functions are found by the
-names `chalice deploy` gives them. Account and region: the environment's, as for `chalice deploy`.
+"""The description (resources.py) applied with boto3; each step reads first and writes only what
+differs, so a second run changes nothing. `iot-playground tables --stage S [--dry-run | --delete]`
+(`make tables`, before `chalice deploy`): tables, reports bucket and device queues, created complete when
+missing. `iot-playground guards --stage S [--alarm-topic-arn ARN] [--budget-email ADDRESS] [--dry-run]`
+(`make guards`, after it; on the API of `.chalice/deployed/<stage>.json`): gateway responses (then a
+deployment), stage throttle, admin plan and key, alarms, budget, tables, queues, topic rule, SQS event.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from iot_playground.common.stages import CHALICE_DIR, Stage
-from iot_playground.deploy import guardrails
-from iot_playground.deploy.cfn_template import function_id, table_id
+from botocore.exceptions import ClientError
 
-Client = Any  # boto3 clients (no type stubs for these services in the venv)
+from iot_playground.common.stages import CHALICE_DIR, Stage
+from iot_playground.deploy import resources
+from iot_playground.deploy.resources import JSON_TYPE, Data, arn_refs, create_table_request, describe, resolve
+
+Step = tuple[str, Callable[[], Any], Any, Callable[[], object]]  # what, read, wanted, write
+Report = Callable[[str], None] | None
+KMS = {"Enabled": True, "SSEType": "KMS"}  # the account's AWS-managed key, as the templates ask
+_MISSING = ("NotFound", "NoSuch", "404", "NonExistent", "Unauthorized")  # in the codes of what is missing
 
 
 class GuardsError(RuntimeError):
     """The stage is not deployed the way this module expects."""
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What `chalice deploy` made for a stage."""
-
-    rest_api_id: str
-    api_stage: str
-    functions: dict[str, str]  # the app's function -> its Lambda's name
-
-
-def deployed_file(stage: Stage) -> Path:
-    return CHALICE_DIR / "deployed" / f"{stage.name}.json"
-
-
-def _pages(call: Callable[..., dict[str, Any]], key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Every item of a paginated API Gateway list (`position` tokens)."""
-    items: list[dict[str, Any]] = []
-    while True:
-        page = call(limit=500, **kwargs)
-        items.extend(page.get(key, []))
-        if not page.get("position"):
-            return items
-        kwargs["position"] = page["position"]
-
-
-def find_target(stage: Stage, apigateway: Client, deployed: Path | None, rest_api_id: str | None) -> Target:
-    if rest_api_id is None and deployed is not None and deployed.exists():
-        resources = json.loads(deployed.read_text()).get("resources", [])
-        rest_api_id = next(
-            (r["rest_api_id"] for r in resources if r.get("resource_type") == "rest_api"), None
-        )
-    if rest_api_id is None:
-        # chalice deploy names the API after the app, whatever the stage.
-        named = [
-            api["id"] for api in _pages(apigateway.get_rest_apis, "items") if api["name"] == stage.app_name
-        ]
-        if len(named) != 1:
-            raise GuardsError(
-                f"{len(named)} REST APIs named {stage.app_name!r}: pass --rest-api-id, or keep "
-                f"{deployed_file(stage).relative_to(CHALICE_DIR.parent)} from `chalice deploy`"
-            )
-        rest_api_id = named[0]
-    try:
-        apigateway.get_stage(restApiId=rest_api_id, stageName=stage.api_stage_name)
-    except apigateway.exceptions.NotFoundException:
-        raise GuardsError(
-            f"REST API {rest_api_id} has no stage {stage.api_stage_name!r}: run `chalice deploy` first"
-        ) from None
-    return Target(rest_api_id, stage.api_stage_name, stage.function_names())
-
-
-def _same(wanted: Any, have: Any) -> bool:
-    """Whether `have` (an AWS answer) holds `wanted`: extra keys in answers are ignored,
-    numbers compare by value (AWS answers 5.0 for 5)."""
+def same(wanted: Any, have: Any) -> bool:
+    """Whether `have` (an AWS answer) holds `wanted`: extra keys ignored, numbers by value."""
     if isinstance(wanted, dict):
-        return isinstance(have, dict) and all(_same(v, have.get(k)) for k, v in wanted.items())
+        return isinstance(have, dict) and all(same(v, have.get(k)) for k, v in wanted.items())
     if isinstance(wanted, list):
-        return isinstance(have, list) and len(wanted) == len(have) and all(map(_same, wanted, have))
-    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
-        return isinstance(have, (int, float)) and float(wanted) == float(have)
+        return isinstance(have, list) and len(wanted) == len(have) and all(map(same, wanted, have))
+    if isinstance(wanted, int | float) and not isinstance(wanted, bool):
+        return isinstance(have, int | float) and float(wanted) == float(have)
     return bool(wanted == have)
 
 
-@dataclass
-class Guards:
-    stage: Stage
-    apigateway: Client
-    cloudwatch: Client
-    lambda_: Client
-    alarm_topic_arn: str | None = None
-    dry_run: bool = False
-    report: Callable[[str], None] = print
-    changes: list[str] = field(default_factory=list)
+def converge(steps: list[Step], dry_run: bool = False, report: Report = print) -> list[str]:
+    changes = []
+    for what, read, wanted, write in steps:
+        if not same(wanted, read()):
+            changes.append(what)
+            if report:
+                report(("would " if dry_run else "") + what)
+            if not dry_run:
+                write()
+    return changes
 
-    def _change(self, description: str, apply: Callable[[], object]) -> None:
-        self.changes.append(description)
-        self.report(("would " if self.dry_run else "") + description)
-        if not self.dry_run:
-            apply()
 
-    def apply(self, target: Target) -> list[str]:
-        self.changes = []
-        # First: the new deployment they may need must not race the stage settings below.
-        self.gateway_responses(target)
-        self.throttling(target)
-        plan_id = self.usage_plan(target)
-        self.api_key(plan_id)
-        self.alarms(target)
-        self.reserved_concurrency(target)
-        if not self.changes:
-            self.report(f"{self.stage.name}: nothing to change")
-        return self.changes
+def get(call: Callable[..., Any], *path: str, **request: Any) -> Callable[[], Any]:
+    """A read: `call(**request)` down `path`; None where the thing, or that setting of it, is missing."""
 
-    # ---- API stage ----------------------------------------------------------------------
+    def read() -> Any:
+        try:
+            answer = call(**request)
+        except ClientError as error:
+            if any(part in error.response.get("Error", {}).get("Code", "") for part in _MISSING):
+                return None
+            raise
+        for key in path:
+            answer = answer.get(key) if isinstance(answer, dict) else None
+        return answer
 
-    def throttling(self, target: Target) -> None:
-        throttle = self.stage.throttling
-        current = self.apigateway.get_stage(restApiId=target.rest_api_id, stageName=target.api_stage)
-        settings = current.get("methodSettings", {}).get("*/*", {})
-        wanted = {
-            "throttling/rateLimit": ("throttlingRateLimit", float(throttle.rate_limit)),
-            "throttling/burstLimit": ("throttlingBurstLimit", throttle.burst_limit),
-            "metrics/enabled": ("metricsEnabled", True),
-        }
-        operations = [
-            {"op": "replace", "path": f"/*/*/{path}", "value": str(value).lower()}
-            for path, (key, value) in wanted.items()
-            if not _same(value, settings.get(key))
-        ]
-        if operations:
-            self._change(
-                f"stage {target.api_stage}: throttle {throttle.rate_limit:g} req/s,"
-                f" burst {throttle.burst_limit}",
-                lambda: self.apigateway.update_stage(
-                    restApiId=target.rest_api_id, stageName=target.api_stage, patchOperations=operations
-                ),
-            )
+    return read
 
-    def usage_plan(self, target: Target) -> str:
-        name = guardrails.admin_name(self.stage)
-        throttle = {
-            "rateLimit": guardrails.ADMIN_THROTTLE.rate_limit,
-            "burstLimit": guardrails.ADMIN_THROTTLE.burst_limit,
-        }
-        on_stage = {"apiId": target.rest_api_id, "stage": target.api_stage}
-        plans = [p for p in _pages(self.apigateway.get_usage_plans, "items") if p["name"] == name]
-        if not plans:
-            created: dict[str, Any] = {"id": "(new)"}
 
-            def create() -> None:
-                created.update(
-                    self.apigateway.create_usage_plan(
-                        name=name,
-                        description=guardrails.admin_description(self.stage),
-                        apiStages=[on_stage],
-                        throttle=throttle,
-                    )
-                )
+def table_steps(client: Any, t: Data, durable: bool) -> list[Step]:
+    """The table, created complete when missing (TTL, and for a deployed stage KMS, point-in-time
+    recovery and the caps); an existing one gets its caps."""
+    name, units, table = t["name"], t.get("throughput", {}), {"TableName": t["name"]}
+    wait = partial(client.get_waiter("table_exists").wait, **table, WaiterConfig={"Delay": 2})
 
-            self._change(f"usage plan {name}: created on stage {target.api_stage}", create)
-            return str(created["id"])
-        plan = plans[0]
-        operations = []
-        if on_stage not in plan.get("apiStages", []):
-            stage_ref = f"{target.rest_api_id}:{target.api_stage}"
-            operations.append({"op": "add", "path": "/apiStages", "value": stage_ref})
-        for key, value in throttle.items():
-            if not _same(value, plan.get("throttle", {}).get(key)):
-                operations.append({"op": "replace", "path": f"/throttle/{key}", "value": str(value)})
-        if operations:
-            self._change(
-                f"usage plan {name}: attached to stage {target.api_stage}, admin throttle",
-                lambda: self.apigateway.update_usage_plan(usagePlanId=plan["id"], patchOperations=operations),
-            )
-        return str(plan["id"])
-
-    def api_key(self, plan_id: str) -> None:
-        name = guardrails.admin_name(self.stage)
-        keys = [k for k in _pages(self.apigateway.get_api_keys, "items", nameQuery=name) if k["name"] == name]
-        if not keys:
-            created: dict[str, Any] = {}
-
-            def create() -> None:
-                created.update(
-                    self.apigateway.create_api_key(
-                        name=name, description=guardrails.admin_description(self.stage), enabled=True
-                    )
-                )
-                self.apigateway.create_usage_plan_key(
-                    usagePlanId=plan_id, keyId=created["id"], keyType="API_KEY"
-                )
-
-            self._change(f"API key {name}: created in usage plan {name}", create)
-            return
-        key = keys[0]
-        if not key.get("enabled"):
-            self._change(
-                f"API key {name}: enabled",
-                lambda: self.apigateway.update_api_key(
-                    apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "true"}]
-                ),
-            )
-        if self.dry_run and plan_id == "(new)":
-            return
-        members = {k["id"] for k in _pages(self.apigateway.get_usage_plan_keys, "items", usagePlanId=plan_id)}
-        if key["id"] not in members:
-            self._change(
-                f"API key {name}: added to its usage plan",
-                lambda: self.apigateway.create_usage_plan_key(
-                    usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY"
-                ),
-            )
-
-    def gateway_responses(self, target: Target) -> None:
-        current = {
-            r["responseType"]: r
-            for r in _pages(self.apigateway.get_gateway_responses, "items", restApiId=target.rest_api_id)
-        }
-        changed = False
-        for response in guardrails.GATEWAY_RESPONSES:
-            wanted: dict[str, Any] = {
-                "responseParameters": guardrails.response_parameters(self.stage, response),
-                "responseTemplates": {guardrails.JSON_TYPE: response.template()},
-            }
-            if response.status_code is not None:
-                wanted["statusCode"] = response.status_code
-            have = current.get(response.response_type)
-            if have is not None and not have.get("defaultResponse") and _same(wanted, have):
-                continue
-            changed = True
-            self._change(
-                f"gateway response {response.response_type}",
-                functools.partial(
-                    self.apigateway.put_gateway_response,
-                    restApiId=target.rest_api_id,
-                    responseType=response.response_type,
-                    **wanted,
-                ),
-            )
-        if changed:
-            digest = guardrails.gateway_responses_digest(self.stage)
-            self._change(
-                f"stage {target.api_stage}: deployed again (gateway responses take effect on deployment)",
-                lambda: self.apigateway.create_deployment(
-                    restApiId=target.rest_api_id,
-                    stageName=target.api_stage,
-                    description=f"make guards: gateway responses {digest}",
-                ),
-            )
-
-    # ---- alarms and functions ---------------------------------------------------------------
-
-    def alarms(self, target: Target) -> None:
-        settings = self.stage.app_settings
-        names = guardrails.Names(
-            function=lambda function: target.functions[function],
-            table=lambda definition: definition.table_name(settings),
-        )
-        actions = [self.alarm_topic_arn] if self.alarm_topic_arn else []
-        wanted = [
-            guardrails.alarm_properties(alarm, names, actions)
-            for alarm in guardrails.alarms(self.stage, list(target.functions), function_id, table_id)
-        ]
-        described = self.cloudwatch.describe_alarms(AlarmNames=[w["AlarmName"] for w in wanted])
-        current = {a["AlarmName"]: a for a in described.get("MetricAlarms", [])}
-        for properties in wanted:
-            if _same(properties, current.get(properties["AlarmName"])):
-                continue
-            self._change(
-                f"alarm {properties['AlarmName']}",
-                functools.partial(self.cloudwatch.put_metric_alarm, **properties),
-            )
-
-    def reserved_concurrency(self, target: Target) -> None:
-        for function, name in target.functions.items():
-            settings = {**self.stage.settings, **self.stage.function_settings.get(function, {})}
-            wanted = settings.get("reserved_concurrency")
+    def create() -> None:
+        client.create_table(**create_table_request(t), **({"SSESpecification": KMS} if durable else {}))
+        wait()
+        if t["ttl"]:
+            ttl = {"Enabled": True, "AttributeName": t["ttl"]}
+            client.update_time_to_live(**table, TimeToLiveSpecification=ttl)
+        for attempt in range(5 * durable):  # right after CreateTable, backups may still be starting
             try:
-                have = self.lambda_.get_function_concurrency(FunctionName=name).get(
-                    "ReservedConcurrentExecutions"
-                )
-            except self.lambda_.exceptions.ResourceNotFoundException:
-                raise GuardsError(
-                    f"no Lambda function {name}: run `chalice deploy --stage {self.stage.name}`"
-                ) from None
-            if wanted is None or have == wanted:
-                continue
-            self._change(
-                f"function {name}: reserved concurrency {wanted}",
-                functools.partial(
-                    self.lambda_.put_function_concurrency,
-                    FunctionName=name,
-                    ReservedConcurrentExecutions=wanted,
-                ),
-            )
+                spec = {"PointInTimeRecoveryEnabled": True}
+                client.update_continuous_backups(**table, PointInTimeRecoverySpecification=spec)
+                break
+            except client.exceptions.ContinuousBackupsUnavailableException:
+                time.sleep(2 * (attempt + 1))
+
+    def capped() -> list[Any]:
+        have = get(client.describe_table, "Table", **table)() or {}
+        return [i.get("OnDemandThroughput") for i in [have, *have.get("GlobalSecondaryIndexes", [])]]
+
+    def cap() -> None:
+        client.update_table(**table, OnDemandThroughput=units)
+        for index in t["indexes"]:  # an index a call, each once the table is ACTIVE again
+            wait()
+            update = {"IndexName": index["name"], "OnDemandThroughput": units}
+            client.update_table(**table, GlobalSecondaryIndexUpdates=[{"Update": update}])
+
+    exists = get(client.describe_table, **table)
+    steps: list[Step] = [(f"{name}: create table", lambda: exists() is not None, True, create)]
+    if durable:
+        caps = f"{units['MaxReadRequestUnits']} RRU/s, {units['MaxWriteRequestUnits']} WRU/s (and each index)"
+        wanted = [units] * (1 + len(t["indexes"]))
+        steps.append((f"{name}: cap on-demand throughput at {caps}", capped, wanted, cap))
+    return steps
+
+
+def bucket_steps(s3: Any, b: Data, durable: bool) -> list[Step]:
+    """The bucket, created complete when missing (for a deployed stage: public access blocked, owned
+    objects, encrypted, TLS only; not on a plain-HTTP local endpoint)."""
+    bucket, region = {"Bucket": b["name"]}, s3.meta.region_name
+    where = {"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}
+
+    def create() -> None:
+        s3.create_bucket(**bucket, **where)
+        s3.put_bucket_lifecycle_configuration(**bucket, LifecycleConfiguration={"Rules": b["lifecycle"]})
+        s3.put_bucket_cors(**bucket, CORSConfiguration={"CORSRules": b["cors"]})
+        if durable:
+            s3.put_public_access_block(**bucket, PublicAccessBlockConfiguration=b["public_access_block"])
+            owner = {"Rules": [{"ObjectOwnership": b["ownership"]}]}
+            s3.put_bucket_ownership_controls(**bucket, OwnershipControls=owner)
+            sse = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": b["sse"]}}]}
+            s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=sse)
+            s3.put_bucket_policy(**bucket, Policy=json.dumps(resolve(b["policy"], arn_refs({"bucket": b}))))
+
+    exists = get(s3.head_bucket, **bucket)
+    return [(f"{b['name']}: create bucket", lambda: exists() is not None, True, create)]
+
+
+def ensure_tables(client: Any, settings: Any) -> list[str]:
+    """The app's tables under `settings` (the local stack, the tests); returns those created now."""
+    tables = resources.tables(settings.stage, settings)
+    steps = [step for t in tables for step in table_steps(client, t, False)]
+    return [change.removesuffix(": create table") for change in converge(steps, report=None)]
+
+
+def reconcile_bucket(s3: Any, settings: Any, durable: bool = False) -> list[str]:
+    """The reports bucket of `settings` (the local stack: lifecycle and CORS only); what changed."""
+    return converge(bucket_steps(s3, resources.reports_bucket(settings.reports_bucket), durable), report=None)
+
+
+def device_steps(d: Data, session: Any, account: str) -> list[Step]:
+    """The topic rule's role (created when missing) and policy, the rule, the function's SQS event source."""
+    iam, iot, lambda_ = (session.client(service) for service in ("iam", "iot", "lambda"))
+    mqtt = resolve(d["device_messages"], arn_refs(d, session.region_name, account))
+    role, function, mapping = mqtt["role"], d["functions"][mqtt["function"]], mqtt["mapping"]
+    lower = lambda o: {k[0].lower() + k[1:]: v for k, v in o.items()}  # noqa: E731 (boto3's camelCase)
+    rule, name = json.loads(json.dumps(mqtt["rule"]), object_hook=lower), role["name"]  # CreateTopicRule's
+    named, trust = {"RoleName": name, "PolicyName": name}, json.dumps(role["trust"])
+    create = partial(iam.create_role, RoleName=name, AssumeRolePolicyDocument=trust)
+    sends = partial(iam.put_role_policy, **named, PolicyDocument=json.dumps(role["policy"]))
+    have_rule = get(iot.get_topic_rule, "rule", ruleName=rule["ruleName"])  # missing: "Unauthorized"
+    put_rule = lambda: (iot.replace_topic_rule if have_rule() else iot.create_topic_rule)(**rule)  # noqa: E731
+    sources = get(lambda_.list_event_source_mappings, "EventSourceMappings", FunctionName=function)
+    update = lambda: lambda_.update_event_source_mapping(UUID=sources()[0]["UUID"], **mapping)  # noqa: E731
+    return [
+        (f"role {name}: create", get(iam.get_role, "Role", "RoleName", RoleName=name), name, create),
+        (f"role {name}: policy", get(iam.get_role_policy, "PolicyDocument", **named), role["policy"], sends),
+        (f"topic rule {rule['ruleName']}", have_rule, rule["topicRulePayload"], put_rule),
+        (f"{mqtt['function']}: SQS event source {mapping}", lambda: sources()[:1], [mapping], update),
+    ]
+
+
+def storage_steps(d: Data, account: str, dynamodb: Any, s3: Any, sqs: Any) -> list[Step]:
+    steps = [step for t in d["tables"] for step in table_steps(dynamodb, t, True)]
+    steps, refs = steps + bucket_steps(s3, d["bucket"], True), arn_refs(d, sqs.meta.region_name, account)
+    for key, queue in resolve(d["device_messages"]["queues"], refs).items():  # the dead letters' first
+        name, url = queue.pop("QueueName"), refs["queue_url"](key)
+        text = {k: json.dumps(v) if isinstance(v, dict) else str(v).lower() for k, v in queue.items()}
+        create = partial(sqs.create_queue, QueueName=name, Attributes=text)
+        steps.append((f"{name}: create", get(sqs.get_queue_url, "QueueUrl", QueueName=name), url, create))
+    return steps
+
+
+def delete(d: Data, dynamodb: Any, s3: Any) -> list[str]:
+    """The stage's tables and reports bucket, data and all (destroy.yml, when asked)."""
+    gone = [t["name"] for t in d["tables"] if get(dynamodb.describe_table, TableName=t["name"])()]
+    for name in gone:
+        dynamodb.delete_table(TableName=name)
+        dynamodb.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig={"Delay": 2})
+    if get(s3.head_bucket, Bucket=(bucket := d["bucket"]["name"]))() is not None:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            if keys := [{"Key": item["Key"]} for item in page.get("Contents", [])]:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+        gone.append(bucket)
+    return gone
+
+
+def apply_tables(stage: str, dry_run: bool = False, delete_all: bool = False, **endpoints: str | None) -> int:
+    """`iot-playground tables`: create what is missing (or delete all); prints what changed."""
+    import boto3
+
+    d, session = describe(Stage.load(stage)), boto3.session.Session()
+    dynamodb = session.client("dynamodb", endpoint_url=endpoints.get("endpoint_url"))
+    s3 = session.client("s3", endpoint_url=endpoints.get("s3_endpoint_url"))
+    sqs, account = session.client("sqs"), session.client("sts").get_caller_identity()["Account"]
+    print(f"stage {stage}: tables {', '.join(t['name'] for t in d['tables'])}, bucket {d['bucket']['name']}")
+    # And the topic rule's role, long before `make guards` makes the rule: IAM's changes reach IoT late.
+    steps = storage_steps(d, account, dynamodb, s3, sqs) + device_steps(d, session, account)[:2]
+    if delete_all:
+        gone = delete(d, dynamodb, s3)
+        print(f"deleted {', '.join(gone)}" if gone else "no changes: nothing to delete")
+    elif not converge(steps, dry_run):
+        print("no changes: the tables, bucket, queues and rule's role already match their description")
+    return 0
+
+
+def _items(call: Callable[..., Any], **request: Any) -> list[Data]:
+    """Every item of a paginated API Gateway list (none when a parameter is missing)."""
+    items: list[Data] = []
+    while None not in request.values() and (page := call(limit=500, **request)):
+        items += page.get("items", [])
+        request["position"] = page.get("position")  # the last page has none: the loop ends
+    return items
+
+
+def _set(read: Callable[[], Any]) -> Any:
+    """What `read` finds (the first of a list), or None while it is API Gateway's default."""
+    found = read()
+    found = (found or [None])[0] if isinstance(found, list) else found
+    return None if found is None or found.get("defaultResponse") else found
+
+
+def api_steps(d: Data, apigateway: Any, api: str, stage: str) -> list[Step]:
+    """The gateway responses, the stage throttle, the admin usage plan on the stage, its enabled key."""
+    admin, rate, burst, plan = d["admin"], d["throttle"]["rate"], d["throttle"]["burst"], {"id": None}
+    on_stage, on_api, named = {"apiId": api, "stage": stage}, {"restApiId": api}, {"name": admin["name"]}
+    throttled = admin["throttle"]
+    steps: list[Step] = []
+    for r in d["gateway_responses"]:
+        headers = {f"gatewayresponse.header.{k}": v for k, v in r["headers"].items()}
+        wanted = {"responseParameters": headers, "responseTemplates": {JSON_TYPE: r["template"]}}
+        wanted |= {"statusCode": r["status"]} if r["status"] else {}
+        have = partial(_set, get(apigateway.get_gateway_response, **on_api, responseType=r["type"]))
+        put = partial(apigateway.put_gateway_response, **on_api, responseType=r["type"], **wanted)
+        steps.append((f"gateway response {r['type']}", have, wanted, put))
+    throttle = {"throttlingRateLimit": rate, "throttlingBurstLimit": burst, "metricsEnabled": True}
+    paths = ["throttling/rateLimit", "throttling/burstLimit", "metrics/enabled"]
+    values = zip(paths, throttle.values(), strict=True)
+    ops = [dict(op="replace", path=f"/*/*/{p}", value=str(v).lower()) for p, v in values]
+    settings = get(apigateway.get_stage, "methodSettings", "*/*", **on_api, stageName=stage)
+    update = partial(apigateway.update_stage, **on_api, stageName=stage, patchOperations=ops)
+
+    def usage_plan() -> Data:
+        plan.update(next((p for p in _items(apigateway.get_usage_plans) if p["name"] == admin["name"]), {}))
+        return {"stages": plan.get("apiStages"), "throttle": plan.get("throttle")}
+
+    def put_plan() -> None:
+        if plan["id"] is None:
+            plan.update(apigateway.create_usage_plan(**named, apiStages=[on_stage], throttle=throttled))
+            return
+        ops = [dict(op="replace", path=f"/throttle/{k}", value=str(v)) for k, v in throttled.items()]
+        if on_stage not in plan.get("apiStages", []):
+            ops.append(dict(op="add", path="/apiStages", value=f"{api}:{stage}"))
+        apigateway.update_usage_plan(usagePlanId=plan["id"], patchOperations=ops)
+
+    def keys() -> list[Data]:
+        inside = {k["id"] for k in _items(apigateway.get_usage_plan_keys, usagePlanId=plan["id"])}
+        found = _items(apigateway.get_api_keys, nameQuery=admin["name"])
+        return [k | {"member": k["id"] in inside} for k in found if k["name"] == admin["name"]]
+
+    def put_key() -> None:
+        key = (keys() or [apigateway.create_api_key(**named, description=admin["description"])])[0]
+        enable = [dict(op="replace", path="/enabled", value="true")]
+        apigateway.update_api_key(apiKey=key["id"], patchOperations=enable)
+        if not key.get("member"):
+            apigateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+
+    steps.append((f"stage {stage}: throttle {rate:g} req/s, burst {burst}", settings, throttle, update))
+    what = f"usage plan {admin['name']}: on stage {stage}, admin throttle"
+    steps.append((what, usage_plan, {"stages": [on_stage], "throttle": throttled}, put_plan))
+    what = f"API key {admin['name']}: enabled, in its usage plan"
+    steps.append((what, lambda: [[k["enabled"], k["member"]] for k in keys()], [[True, True]], put_key))
+    return steps
+
+
+def watch_steps(d: Data, session: Any, account: str, topic: str | None, email: str | None) -> list[Step]:
+    """The alarms, and the daily budget with its alert."""
+    cloudwatch, budgets, budget = session.client("cloudwatch"), session.client("budgets"), d["budget"]
+    percent = budget["percent"]
+    steps: list[Step] = []
+    refs = arn_refs(d) | {"alarm_actions": lambda _: [topic] if topic else []}
+    for alarm in [resolve(a["properties"], refs) for a in d["alarms"]]:
+        have = partial(_set, get(cloudwatch.describe_alarms, "MetricAlarms", AlarmNames=[alarm["AlarmName"]]))
+        put = partial(cloudwatch.put_metric_alarm, **alarm)
+        steps.append((f"alarm {alarm['AlarmName']}", have, alarm, put))
+    named = {"AccountId": account, "BudgetName": budget["name"]}
+    limit = dict(BudgetName=budget["name"], TimeUnit="DAILY", BudgetType="COST")
+    limit["BudgetLimit"] = {"Amount": str(budget["usd"]), "Unit": "USD"}
+    amount = get(budgets.describe_budget, "Budget", "BudgetLimit", "Amount", **named)
+    create = partial(budgets.create_budget, AccountId=account, Budget=limit)
+    update = partial(budgets.update_budget, AccountId=account, NewBudget=limit)
+    what = f"budget {budget['name']}: ${budget['usd']} a day"
+    usd = budget["usd"]
+    steps.append((what, lambda: float(amount() or 0), usd, lambda: (update if amount() else create)()))
+    if email:
+        alert = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=percent)
+        notes = get(budgets.describe_notifications_for_budget, "Notifications", **named)
+        to = [{"SubscriptionType": "EMAIL", "Address": email}]
+        notify = partial(budgets.create_notification, **named, Notification=alert, Subscribers=to)
+        what = f"budget {budget['name']}: alert {email}"
+        steps.append((what, lambda: any(same(alert, n) for n in notes() or []), True, notify))
+    return steps
 
 
 def run(
     stage_name: str,
-    *,
     session: Any = None,
     deployed: Path | None = None,
     rest_api_id: str | None = None,
     alarm_topic_arn: str | None = None,
+    budget_email: str | None = None,
     dry_run: bool = False,
-    report: Callable[[str], None] = print,
+    report: Report = print,
 ) -> list[str]:
+    """`iot-playground guards`: apply the description to a stage `chalice deploy` made."""
     import boto3
 
-    stage = Stage.load(stage_name)
-    session = session or boto3.session.Session()
-    guards = Guards(
-        stage,
-        apigateway=session.client("apigateway"),
-        cloudwatch=session.client("cloudwatch"),
-        lambda_=session.client("lambda"),
-        alarm_topic_arn=alarm_topic_arn,
-        dry_run=dry_run,
-        report=report,
-    )
-    target = find_target(stage, guards.apigateway, deployed or deployed_file(stage), rest_api_id)
-    report(
-        f"{stage.name}: REST API {target.rest_api_id}, stage {target.api_stage}, functions "
-        f"{', '.join(target.functions.values())}"
-    )
-    return guards.apply(target)
+    stage, session = Stage.load(stage_name), session or boto3.session.Session()
+    d, apigateway, api_stage = describe(stage), session.client("apigateway"), stage.api_stage_name
+    deployed = deployed or CHALICE_DIR / "deployed" / f"{stage.name}.json"
+    record = json.loads(deployed.read_text())["resources"] if deployed.exists() else []
+    api = rest_api_id or next((r["rest_api_id"] for r in record if r["resource_type"] == "rest_api"), None)
+    if api is None:
+        raise GuardsError(f"no {deployed.name} from `chalice deploy`: pass --rest-api-id")
+    if get(apigateway.get_stage, restApiId=api, stageName=api_stage)() is None:
+        raise GuardsError(f"REST API {api} has no stage {api_stage!r}: run `chalice deploy` first")
+    functions = ", ".join(d["functions"].values())
+    if report:
+        report(f"{stage.name}: REST API {api}, stage {api_stage}, functions {functions}")
+    steps, responses = api_steps(d, apigateway, api, api_stage), len(d["gateway_responses"])
+    changes = converge(steps[:responses], dry_run, report)
+    if changes:  # gateway responses take effect on a deployment
+        deploy = partial(apigateway.create_deployment, restApiId=api, stageName=api_stage)
+        redeploy: Step = (f"stage {api_stage}: deployed again", lambda: False, True, deploy)
+        changes += converge([redeploy], dry_run, report)
+    account = session.client("sts").get_caller_identity()["Account"]
+    steps = steps[responses:] + watch_steps(d, session, account, alarm_topic_arn, budget_email)
+    steps += storage_steps(d, account, *[session.client(s) for s in ("dynamodb", "s3", "sqs")])
+    steps += device_steps(d, session, account)
+    changes += converge(steps, dry_run, report)
+    if not changes and report:
+        report(f"{stage.name}: nothing to change")
+    return changes

@@ -1,9 +1,10 @@
 """AWS list prices the cost figures use: eu-west-3 (Paris), on-demand, USD, dated.
 
-One place for every unit price (`make bench`'s monthly cost model, `capacity.py`'s
-denial-of-wallet ceiling). Each price names where it is published; the figures are those
-pages as the author knew them on AS_OF, not fetched by any code here (no network): check
-the pages before quoting a total, and change a price here, once, when it moves.
+One place for every unit price (`benchmarks/cost.py`'s monthly bills behind `make bench` and
+docs/cost.md, `capacity.py`'s denial-of-wallet ceiling). Each price names where it is
+published; the figures are those pages as the author knew them on AS_OF, not fetched by any
+code here (no network): check the pages before quoting a total, and change a price here, once,
+when it moves.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 REGION = "eu-west-3"
 AS_OF = "2025-06"
+HOURS_PER_MONTH = 730  # CloudWatch prorates custom metrics over this many hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,50 +32,50 @@ class Tier:
     usd: float
 
 
+_PAGE = "aws.amazon.com/{}/pricing, Europe (Paris)"
+_DYNAMODB = _PAGE.format("dynamodb") + " on-demand, after the 1 Nov 2024 price cut"
+_CLOUDWATCH = _PAGE.format("cloudwatch")
+
+# ---- this API: API Gateway, Lambda, DynamoDB, CloudWatch ---------------------------------
 API_GATEWAY_REST = Price(
     3.71,
     "million requests (first 333 million a month)",
-    "aws.amazon.com/api-gateway/pricing, REST APIs, Europe (Paris)",
+    _PAGE.format("api-gateway") + ", REST APIs",
     "first tier only: cheaper tiers follow past 333 million a month, so totals above that are a ceiling",
 )
-LAMBDA_REQUESTS = Price(0.20, "million requests", "aws.amazon.com/lambda/pricing, Europe (Paris)")
-LAMBDA_GB_SECOND = Price(
-    0.0000166667,
-    "GB-second (x86_64, first 6 billion GB-seconds a month)",
-    "aws.amazon.com/lambda/pricing, Europe (Paris)",
-)
-DYNAMODB_WRITE = Price(
-    0.7423,
-    "million write request units (on-demand)",
-    "aws.amazon.com/dynamodb/pricing/on-demand, Europe (Paris), after the 1 Nov 2024 price cut",
-)
-DYNAMODB_READ = Price(
-    0.1484,
-    "million read request units (on-demand)",
-    "aws.amazon.com/dynamodb/pricing/on-demand, Europe (Paris), after the 1 Nov 2024 price cut",
-)
-DYNAMODB_STORAGE = Price(
-    0.297,
-    "GB-month (Standard table class, past the first 25 GB free)",
-    "aws.amazon.com/dynamodb/pricing/on-demand, Europe (Paris), data storage",
-)
+LAMBDA_REQUESTS = Price(0.20, "million requests", _PAGE.format("lambda"))
+LAMBDA_GB_SECOND = Price(0.0000166667, "GB-second (x86_64, first 6 billion a month)", _PAGE.format("lambda"))
+DYNAMODB_WRITE = Price(0.7423, "million write request units (on-demand)", _DYNAMODB)
+DYNAMODB_READ = Price(0.1484, "million read request units (on-demand)", _DYNAMODB)
+DYNAMODB_STORAGE = Price(0.297, "GB-month (Standard table class, past the first 25 GB free)", _DYNAMODB)
 CLOUDWATCH_LOGS_INGESTION = Price(
     0.57,
     "GB ingested (Standard log class)",
-    "aws.amazon.com/cloudwatch/pricing, Logs, Europe (Paris)",
+    _CLOUDWATCH + ", Logs",
     "EMF lines are billed as log ingestion; the metrics they create are billed as custom metrics",
 )
-CLOUDWATCH_CUSTOM_METRICS = (
-    Tier(10_000, 0.30),
-    Tier(250_000, 0.10),
-    Tier(1_000_000, 0.05),
-    Tier(None, 0.02),
-)
+LOGS_INSIGHTS_SCANNED = Price(0.0057, "GB scanned by Logs Insights queries", _CLOUDWATCH + ", Logs")
+CLOUDWATCH_CUSTOM_METRICS = (Tier(10_000, 0.30), Tier(250_000, 0.10), Tier(1_000_000, 0.05), Tier(None, 0.02))
 CLOUDWATCH_CUSTOM_METRICS_SOURCE = (
-    "aws.amazon.com/cloudwatch/pricing, Metrics, Europe (Paris): per metric-month, prorated by the hour "
-    "a metric receives data"
+    _CLOUDWATCH + ", Metrics: per metric-month, prorated by the hour a metric receives data"
 )
-HOURS_PER_MONTH = 730  # CloudWatch prorates custom metrics over this many hours
+
+# ---- the design it replaces: ECS Fargate behind an ALB, RDS for PostgreSQL ---------------
+FARGATE_VCPU_HOUR = Price(0.04656, "vCPU-hour (Linux/x86)", _PAGE.format("fargate"))
+FARGATE_GB_HOUR = Price(0.00511, "GB-hour of task memory (Linux/x86)", _PAGE.format("fargate"))
+ALB_HOUR = Price(0.0264, "Application Load Balancer-hour", _PAGE.format("elasticloadbalancing"))
+ALB_LCU_HOUR = Price(0.0084, "LCU-hour", _PAGE.format("elasticloadbalancing"))
+PUBLIC_IPV4_HOUR = Price(0.005, "public IPv4 address-hour", _PAGE.format("vpc") + ", public IPv4 addresses")
+# RDS for PostgreSQL, Single-AZ, on-demand, per instance-hour (Multi-AZ: twice the instance and storage).
+RDS_POSTGRES_HOUR = {
+    "db.t4g.micro": 0.018,
+    "db.t4g.medium": 0.071,
+    "db.m6g.large": 0.175,
+    "db.m6g.xlarge": 0.350,
+    "db.m6g.2xlarge": 0.700,
+}
+RDS_POSTGRES_SOURCE = _PAGE.format("rds/postgresql") + ", Single-AZ on-demand instances"
+RDS_GP3_GB_MONTH = Price(0.133, "GB-month of gp3 storage (3,000 IOPS included)", RDS_POSTGRES_SOURCE)
 
 
 def tiered(units: float, tiers: tuple[Tier, ...]) -> float:

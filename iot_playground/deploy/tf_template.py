@@ -1,368 +1,201 @@
-"""Terraform files written beside `chalice package --pkg-format terraform`'s output.
-
-Chalice's Terraform has no merge template and no log groups, so two generated
-files complete it in the same folder:
-
-- `iot_playground.tf.json`: the tables (from `chalicelib.tables`), the reports
-  bucket (from `reports_bucket.py`), the log
-  groups with the stage's retention, and from `guardrails.py` the API stage's
-  throttling, the admin usage plan and key, the gateway responses and the alarms;
-  the secret and alarm-topic variables and the outputs;
-- `iot_playground_override.tf.json`: a Terraform override file that gives the
-  roles the stage's policy with the tables and log groups referenced by their
-  resources, adds the pagination secret to the functions' environment, and makes
-  the API deployment follow the gateway responses (they take effect on deployment).
+"""The description (resources.py) as Terraform files beside `chalice package --pkg-format terraform`'s:
+`iot_playground.tf.json` adds the tables, bucket, log groups, stage throttle, admin plan and key, gateway
+responses, alarms, budget, devices' queues and topic rule; Chalice's `chalice.tf.json` is patched as
+Terraform merges an override file (roles' policies, functions' secret, the SQS event source's settings,
+a deployment following the gateway responses);
+`versions.tf.json` holds its version constraints, AWS provider 5.x (`on_demand_throughput`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 
-from chalicelib.tables import ALL_TABLES, TableDefinition
 from iot_playground.common.stages import Stage
-from iot_playground.deploy import guardrails, reports_bucket
 from iot_playground.deploy.cfn_template import SECRET_DESCRIPTION
-from iot_playground.deploy.iam import Resources, policy_document
+from iot_playground.deploy.resources import JSON_TYPE, Data, create_table_request, describe, policy, resolve
 
-SECRET_VARIABLE = "pagination_token_secret"
-ALARM_TOPIC_VARIABLE = "alarm_topic_arn"
+OPTIONAL = {"alarm_topic_arn": "SNS topic the alarms notify", "budget_email": "who the daily budget alerts"}
+AWS_PROVIDER = ">= 5.60, < 6"
 REST_API = "${aws_api_gateway_rest_api.rest_api.id}"
 API_STAGE = "${aws_api_gateway_deployment.rest_api.stage_name}"
+BUCKET, BUCKET_ARN = "${aws_s3_bucket.reports.id}", "${aws_s3_bucket.reports.arn}"
+_LOGS = "arn:${data.aws_partition.chalice.partition}:logs:${data.aws_region.chalice.name}:"
 _ACCOUNT = "${data.aws_caller_identity.chalice.account_id}"
-_REGION = "${data.aws_region.chalice.name}"
-_PARTITION = "${data.aws_partition.chalice.partition}"
-
-Document = dict[str, Any]
+_SQS = {"QueueName": "Name", "VisibilityTimeout": "VisibilityTimeoutSeconds"}  # the provider's names
+_SQS["MessageRetentionPeriod"] = "MessageRetentionSeconds"
 
 
-def table_resource(definition: TableDefinition, table_name: str) -> dict[str, Any]:
-    """aws_dynamodb_table arguments equivalent to `definition.create_table_request`."""
-    request = definition.create_table_request(table_name)
-    keys = {key["KeyType"]: key["AttributeName"] for key in request["KeySchema"]}
-    resource: dict[str, Any] = {
-        "name": table_name,
-        "billing_mode": request["BillingMode"],
-        "hash_key": keys["HASH"],
-        "attribute": [
-            {"name": a["AttributeName"], "type": a["AttributeType"]} for a in request["AttributeDefinitions"]
-        ],
+def snake(data: Any) -> Any:
+    """AWS's CamelCase keys as the AWS provider's snake_case arguments, all the way down."""
+    if isinstance(data, dict):
+        return {re.sub(r"(?<=[a-z])(?=[A-Z])", "_", k).lower(): snake(v) for k, v in data.items()}
+    return [snake(v) for v in data] if isinstance(data, list) else data
+
+
+def _described(stage: Stage) -> tuple[Data, dict[str, Data]]:
+    """The description and each policy file's policy, their references as Terraform expressions."""
+    d, retained = describe(stage), stage.log_retention_days is not None
+
+    def log_group(fn: str) -> str:
+        name = f"${{aws_cloudwatch_log_group.{fn}.name}}" if retained else f"/aws/lambda/{d['functions'][fn]}"
+        return f"{_LOGS}{_ACCOUNT}:log-group:{name}:*"
+
+    refs = {
+        "table_name": lambda key: f"${{aws_dynamodb_table.{key}.name}}",
+        "table_arn": lambda key: f"${{aws_dynamodb_table.{key}.arn}}",
+        "index_arn": lambda key: f"${{aws_dynamodb_table.{key}.arn}}/index/*",
+        "function_name": lambda fn: f"${{aws_lambda_function.{fn}.function_name}}",
+        "log_group_arn": log_group,
+        "bucket_arn": lambda _: BUCKET_ARN,
+        "objects_arn": lambda _: f"{BUCKET_ARN}/*",
+        "alarm_actions": lambda _: "${compact([var.alarm_topic_arn])}",
+        "queue_arn": lambda key: f"${{aws_sqs_queue.{key}.arn}}",
+        "queue_url": lambda key: f"${{aws_sqs_queue.{key}.url}}",
+        "rule_role_arn": lambda _: "${aws_iam_role.device_messages_rule.arn}",
     }
-    if "RANGE" in keys:
-        resource["range_key"] = keys["RANGE"]
-    indexes = []
-    for index in request.get("GlobalSecondaryIndexes", []):
-        index_keys = {key["KeyType"]: key["AttributeName"] for key in index["KeySchema"]}
-        block = {
-            "name": index["IndexName"],
-            "hash_key": index_keys["HASH"],
-            "projection_type": index["Projection"]["ProjectionType"],
-        }
-        if "RANGE" in index_keys:
-            block["range_key"] = index_keys["RANGE"]
-        indexes.append(block)
-    if indexes:
-        resource["global_secondary_index"] = indexes
-    if definition.ttl_attribute:
-        resource["ttl"] = {"attribute_name": definition.ttl_attribute, "enabled": True}
-    resource["point_in_time_recovery"] = {"enabled": True}
-    resource["server_side_encryption"] = {"enabled": True}
-    # Data outlives the stack: `terraform destroy` stops here rather than delete a table.
-    resource["lifecycle"] = {"prevent_destroy": True}
-    return resource
+    return resolve(d, refs), {file: resolve(policy(d, file), refs) for file in d["policies"]}
 
 
-_BUCKET = f"${{aws_s3_bucket.{reports_bucket.LOGICAL_NAME}.id}}"
-_BUCKET_ARN = f"${{aws_s3_bucket.{reports_bucket.LOGICAL_NAME}.arn}}"
-_SSE = reports_bucket.SSE_ALGORITHM
+def _table(t: Data) -> Data:
+    units, attributes = snake(t["throughput"]), create_table_request(t)["AttributeDefinitions"]
+    table = dict(name=t["name"], billing_mode="PAY_PER_REQUEST", hash_key=t["hash"])
+    table["on_demand_throughput"] = units
+    table |= dict(range_key=t["range"]) if t["range"] else {}
+    table["attribute"] = [dict(name=a["AttributeName"], type=a["AttributeType"]) for a in attributes]
+    indexes = [dict(name=i["name"], hash_key=i["hash"], range_key=i["range"]) for i in t["indexes"]]
+    every = dict(projection_type="ALL", on_demand_throughput=units)
+    table["global_secondary_index"] = [i | every for i in indexes]
+    table |= dict(ttl=dict(attribute_name=t["ttl"], enabled=True)) if t["ttl"] else {}
+    table |= dict(point_in_time_recovery={"enabled": True}, server_side_encryption={"enabled": True})
+    return table | dict(lifecycle={"prevent_destroy": True})  # data outlives the stack
 
 
-def reports_bucket_resources(bucket_name: str) -> dict[str, Any]:
-    """The reports bucket and its settings, one resource each as the AWS provider wants them
-    (see iot_playground/deploy/reports_bucket.py)."""
-    key = reports_bucket.LOGICAL_NAME
-    rules = [
-        {
-            "id": rule["ID"],
-            "status": rule["Status"],
-            "filter": {"prefix": rule["Filter"]["Prefix"]},
-            "expiration": {"days": rule["Expiration"]["Days"]},
-            "abort_incomplete_multipart_upload": {
-                "days_after_initiation": rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
-            },
-        }
-        for rule in reports_bucket.LIFECYCLE_RULES
-    ]
-    cors = [
-        {
-            "allowed_methods": rule["AllowedMethods"],
-            "allowed_origins": rule["AllowedOrigins"],
-            "allowed_headers": rule["AllowedHeaders"],
-            "max_age_seconds": rule["MaxAgeSeconds"],
-        }
-        for rule in reports_bucket.CORS_RULES
-    ]
-    block = reports_bucket.PUBLIC_ACCESS_BLOCK
-    policy = reports_bucket.tls_only_policy(_BUCKET_ARN, f"{_BUCKET_ARN}/*")
-    return {
-        # Only downloads of the last day live here: `terraform destroy` may empty it.
-        "aws_s3_bucket": {key: {"bucket": bucket_name, "force_destroy": True}},
-        "aws_s3_bucket_public_access_block": {
-            key: {
-                "bucket": _BUCKET,
-                "block_public_acls": block["BlockPublicAcls"],
-                "ignore_public_acls": block["IgnorePublicAcls"],
-                "block_public_policy": block["BlockPublicPolicy"],
-                "restrict_public_buckets": block["RestrictPublicBuckets"],
-            }
-        },
-        "aws_s3_bucket_ownership_controls": {
-            key: {"bucket": _BUCKET, "rule": {"object_ownership": reports_bucket.OBJECT_OWNERSHIP}}
-        },
-        "aws_s3_bucket_server_side_encryption_configuration": {
-            key: {
-                "bucket": _BUCKET,
-                "rule": [{"apply_server_side_encryption_by_default": {"sse_algorithm": _SSE}}],
-            }
-        },
-        "aws_s3_bucket_lifecycle_configuration": {key: {"bucket": _BUCKET, "rule": rules}},
-        "aws_s3_bucket_cors_configuration": {key: {"bucket": _BUCKET, "cors_rule": cors}},
-        "aws_s3_bucket_policy": {
-            key: {
-                "bucket": _BUCKET,
-                "policy": json.dumps(policy),
-                # S3 refuses a bucket policy while the public access block is being set.
-                "depends_on": [f"aws_s3_bucket_public_access_block.{key}"],
-            }
-        },
-    }
+def _bucket(b: Data) -> Data:
+    """The bucket and one resource a setting, as the AWS provider wants them. Only downloads of
+    the last day live there: `terraform destroy` may empty it."""
+    sse = dict(rule=[dict(apply_server_side_encryption_by_default=dict(sse_algorithm=b["sse"]))])
+    # S3 refuses a bucket policy while the public access block is being set.
+    policy = dict(policy=json.dumps(b["policy"]), depends_on=["aws_s3_bucket_public_access_block.reports"])
+    settings = dict(public_access_block=snake(b["public_access_block"]))
+    settings["server_side_encryption_configuration"] = sse
+    settings |= dict(ownership_controls=dict(rule=dict(object_ownership=b["ownership"])), policy=policy)
+    settings |= dict(lifecycle_configuration=dict(rule=snake(b["lifecycle"])))
+    settings |= dict(cors_configuration=dict(cors_rule=snake(b["cors"])))
+    found = {f"aws_s3_bucket_{kind}": dict(reports=dict(bucket=BUCKET) | a) for kind, a in settings.items()}
+    return found | dict(aws_s3_bucket=dict(reports=dict(bucket=b["name"], force_destroy=True)))
 
 
-def _functions(chalice_tf: Document) -> dict[str, dict[str, Any]]:
-    functions: dict[str, dict[str, Any]] = chalice_tf["resource"]["aws_lambda_function"]
-    return functions
-
-
-def gateway_response_key(response: guardrails.GatewayResponse) -> str:
-    return response.response_type.lower()
-
-
-def gateway_responses(stage: Stage) -> dict[str, Any]:
-    resources: dict[str, Any] = {}
-    for response in guardrails.GATEWAY_RESPONSES:
-        block: dict[str, Any] = {
-            "rest_api_id": REST_API,
-            "response_type": response.response_type,
-            "response_templates": {guardrails.JSON_TYPE: response.template()},
-            "response_parameters": guardrails.response_parameters(stage, response),
-        }
-        if response.status_code is not None:
-            block["status_code"] = response.status_code
-        resources[gateway_response_key(response)] = block
-    return resources
-
-
-def admin_key_resources(stage: Stage) -> dict[str, Any]:
-    name = guardrails.admin_name(stage)
-    return {
-        "aws_api_gateway_usage_plan": {
-            "admin": {
-                "name": name,
-                "description": guardrails.admin_description(stage),
-                "api_stages": [{"api_id": REST_API, "stage": API_STAGE}],
-                "throttle_settings": {
-                    "rate_limit": guardrails.ADMIN_THROTTLE.rate_limit,
-                    "burst_limit": guardrails.ADMIN_THROTTLE.burst_limit,
-                },
-            }
-        },
-        "aws_api_gateway_api_key": {
-            "admin": {"name": name, "description": guardrails.admin_description(stage), "enabled": True}
-        },
-        "aws_api_gateway_usage_plan_key": {
-            "admin": {
-                "key_id": "${aws_api_gateway_api_key.admin.id}",
-                "key_type": "API_KEY",
-                "usage_plan_id": "${aws_api_gateway_usage_plan.admin.id}",
-            }
-        },
-    }
-
-
-def alarm_key(stage: Stage, alarm: guardrails.Alarm) -> str:
-    return alarm.name.removeprefix(f"{stage.app_name}-{stage.name}-").replace("-", "_")
-
-
-def _alarm_resource(properties: dict[str, Any]) -> dict[str, Any]:
-    """aws_cloudwatch_metric_alarm arguments from PutMetricAlarm's parameters."""
-
-    def dimensions(metric: dict[str, Any]) -> dict[str, Any]:
-        return {d["Name"]: d["Value"] for d in metric["Dimensions"]}
-
-    resource: dict[str, Any] = {
-        "alarm_name": properties["AlarmName"],
-        "alarm_description": properties["AlarmDescription"],
-        "comparison_operator": properties["ComparisonOperator"],
-        "evaluation_periods": properties["EvaluationPeriods"],
-        "threshold": properties["Threshold"],
-        "treat_missing_data": properties["TreatMissingData"],
-        "alarm_actions": properties["AlarmActions"],
-        "ok_actions": properties["OKActions"],
-    }
-    if "Metrics" not in properties:
-        resource.update(
-            {
-                "namespace": properties["Namespace"],
-                "metric_name": properties["MetricName"],
-                "dimensions": dimensions(properties),
-                "statistic": properties["Statistic"],
-                "period": properties["Period"],
-            }
-        )
-        return resource
+def _alarm(p: Data) -> Data:
+    """aws_cloudwatch_metric_alarm's arguments from PutMetricAlarm's parameters."""
     queries = []
-    for query in properties["Metrics"]:
-        block: dict[str, Any] = {"id": query["Id"], "return_data": query["ReturnData"]}
-        if "Expression" in query:
-            block.update({"expression": query["Expression"], "label": query["Label"]})
-        else:
-            stat = query["MetricStat"]
-            block["metric"] = {
-                "namespace": stat["Metric"]["Namespace"],
-                "metric_name": stat["Metric"]["MetricName"],
-                "dimensions": dimensions(stat["Metric"]),
-                "period": stat["Period"],
-                "stat": stat["Stat"],
-            }
-        queries.append(block)
-    resource["metric_query"] = queries
-    return resource
+    for q in p["Metrics"]:
+        query = dict(id=q["Id"], return_data=q["ReturnData"])
+        query |= dict(expression=q["Expression"]) if "Expression" in q else {}
+        if stat := q.get("MetricStat"):
+            dimensions = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
+            metric = dict(namespace=stat["Metric"]["Namespace"], metric_name=stat["Metric"]["MetricName"])
+            query["metric"] = metric | dict(dimensions=dimensions, period=stat["Period"], stat=stat["Stat"])
+        queries.append(query)
+    own: Data = snake({k: v for k, v in p.items() if k not in ("Metrics", "OKActions")})
+    return own | dict(ok_actions=p["OKActions"], metric_query=queries)
 
 
-def alarms(stage: Stage, chalice_tf: Document) -> dict[str, Any]:
-    functions = list(_functions(chalice_tf))
-    names = guardrails.Names(
-        function=lambda function: f"${{aws_lambda_function.{function}.function_name}}",
-        table=lambda definition: f"${{aws_dynamodb_table.{definition.logical_name}.name}}",
+def extras(stage: Stage, chalice_tf: Data) -> Data:
+    d, _ = _described(stage)
+    admin, budget, prefix = d["admin"], d["budget"], f"{d['prefix']}-"
+    settings = dict(
+        throttling_rate_limit=d["throttle"]["rate"], throttling_burst_limit=d["throttle"]["burst"]
     )
-    actions = f"${{compact([var.{ALARM_TOPIC_VARIABLE}])}}"
-    return {
-        alarm_key(stage, alarm): _alarm_resource(guardrails.alarm_properties(alarm, names, actions))
-        for alarm in guardrails.alarms(stage, functions, str, lambda definition: definition.logical_name)
-    }
-
-
-def extras(stage: Stage, chalice_tf: Document) -> Document:
-    settings = stage.app_settings
-    throttling = stage.throttling
-    resources: dict[str, Any] = {
-        "aws_dynamodb_table": {
-            definition.logical_name: table_resource(definition, definition.table_name(settings))
-            for definition in ALL_TABLES
-        },
-        "aws_api_gateway_method_settings": {
-            "rest_api": {
-                "rest_api_id": REST_API,
-                "stage_name": API_STAGE,
-                "method_path": "*/*",
-                "settings": {
-                    "throttling_rate_limit": throttling.rate_limit,
-                    "throttling_burst_limit": throttling.burst_limit,
-                    "metrics_enabled": True,
-                },
-            }
-        },
-    }
-    resources.update(reports_bucket_resources(settings.reports_bucket))
-    resources["aws_api_gateway_gateway_response"] = gateway_responses(stage)
-    resources.update(admin_key_resources(stage))
-    resources["aws_cloudwatch_metric_alarm"] = alarms(stage, chalice_tf)
+    method: Data = dict(rest_api_id=REST_API, stage_name=API_STAGE, method_path="*/*")
+    method["settings"] = settings | {"metrics_enabled": True}
+    responses = {}
+    for r in d["gateway_responses"]:
+        headers = {f"gatewayresponse.header.{k}": v for k, v in r["headers"].items()}
+        response = dict(rest_api_id=REST_API, response_type=r["type"], response_parameters=headers)
+        response["response_templates"] = {JSON_TYPE: r["template"]}
+        responses[r["type"].lower()] = response | (dict(status_code=r["status"]) if r["status"] else {})
+    named = dict(name=admin["name"], description=admin["description"])
+    plan = named | dict(api_stages=[dict(api_id=REST_API, stage=API_STAGE)])
+    plan["throttle_settings"] = snake(admin["throttle"])
+    key = dict(key_id="${aws_api_gateway_api_key.admin.id}", key_type="API_KEY")
+    key["usage_plan_id"] = "${aws_api_gateway_usage_plan.admin.id}"
+    alert = dict(notification_type="ACTUAL", comparison_operator="GREATER_THAN", threshold=budget["percent"])
+    alert |= dict(threshold_type="PERCENTAGE", subscriber_email_addresses=["${notification.value}"])
+    each_email = {"for_each": '${var.budget_email == "" ? [] : [var.budget_email]}', "content": alert}
+    limit = dict(name=budget["name"], budget_type="COST", time_unit="DAILY", limit_unit="USD")
+    limit["limit_amount"] = str(budget["usd"])
+    alarms = {a["properties"]["AlarmName"].removeprefix(prefix): a["properties"] for a in d["alarms"]}
+    mqtt, p = d["device_messages"], d["device_messages"]["rule"]["TopicRulePayload"]
+    rule = dict(name=mqtt["rule"]["RuleName"], sql=p["Sql"], sql_version=p["AwsIotSqlVersion"])
+    rule["enabled"] = not p["RuleDisabled"]
+    rule |= snake(dict(Sqs=[a["Sqs"] for a in p["Actions"]], ErrorAction=p["ErrorAction"]))
+    iot_role = dict(name=mqtt["role"]["name"], assume_role_policy=json.dumps(mqtt["role"]["trust"]))
+    sends = dict(name=mqtt["role"]["name"], role="${aws_iam_role.device_messages_rule.id}")
+    queues = {k: {_SQS.get(a, a): v for a, v in q.items()} for k, q in mqtt["queues"].items()}
+    for q in queues.values():  # the redrive policy as JSON text
+        q |= {a: json.dumps(v) for a, v in q.items() if isinstance(v, dict)}
+    resources = dict(aws_dynamodb_table={t["key"]: _table(t) for t in d["tables"]}, **_bucket(d["bucket"]))
+    resources |= dict(
+        aws_api_gateway_method_settings=dict(rest_api=method),
+        aws_api_gateway_gateway_response=responses,
+        aws_api_gateway_usage_plan=dict(admin=plan),
+        aws_api_gateway_api_key=dict(admin=named | {"enabled": True}),
+        aws_api_gateway_usage_plan_key=dict(admin=key),
+        aws_cloudwatch_metric_alarm={k.replace("-", "_"): _alarm(p) for k, p in alarms.items()},
+        aws_budgets_budget=dict(daily=limit | {"dynamic": {"notification": each_email}}),
+        aws_sqs_queue=snake(queues),
+        aws_iam_role=dict(device_messages_rule=iot_role),
+        aws_iam_role_policy=dict(device_messages_rule=sends | {"policy": json.dumps(mqtt["role"]["policy"])}),
+        aws_iot_topic_rule=dict(device_messages=rule),
+    )
     if stage.log_retention_days is not None:
-        resources["aws_cloudwatch_log_group"] = {
-            key: {
-                "name": f"/aws/lambda/{function['function_name']}",
-                "retention_in_days": stage.log_retention_days,
-            }
-            for key, function in _functions(chalice_tf).items()
-        }
-    return {
-        "variable": {
-            SECRET_VARIABLE: {
-                "type": "string",
-                "sensitive": True,
-                "description": SECRET_DESCRIPTION,
-            },
-            ALARM_TOPIC_VARIABLE: {
-                "type": "string",
-                "default": "",
-                "description": "SNS topic ARN the alarms notify; empty for none",
-            },
-        },
-        "resource": resources,
-        "output": {
-            "admin_api_key_id": {
-                "description": "The admin API key (x-api-key of interrupt-all): "
-                "aws apigateway get-api-key --include-value --api-key <this id>",
-                "value": "${aws_api_gateway_api_key.admin.id}",
-            },
-            **{
-                f"{definition.logical_name}_table_name": {
-                    "value": f"${{aws_dynamodb_table.{definition.logical_name}.name}}"
-                }
-                for definition in ALL_TABLES
-            },
-            "reports_bucket_name": {"value": _BUCKET},
-        },
+        functions = chalice_tf["resource"]["aws_lambda_function"].items()
+        groups = {k: dict(name=f"/aws/lambda/{f['function_name']}") for k, f in functions}
+        days = dict(retention_in_days=stage.log_retention_days)
+        resources["aws_cloudwatch_log_group"] = {k: g | days for k, g in groups.items()}
+    variables = {n: dict(type="string", default="", description=f"{w}; or none") for n, w in OPTIONAL.items()}
+    secret = dict(type="string", sensitive=True, description=SECRET_DESCRIPTION)
+    outputs = {
+        f"{t['key']}_table_name": {"value": f"${{aws_dynamodb_table.{t['key']}.name}}"} for t in d["tables"]
     }
+    outputs["admin_api_key_id"] = {"value": "${aws_api_gateway_api_key.admin.id}"}
+    outputs["reports_bucket_name"] = {"value": BUCKET}
+    return dict(variable=variables | {"pagination_token_secret": secret}, resource=resources, output=outputs)
 
 
-def deployment_trigger(stage: Stage) -> str:
-    """Chalice's deployment takes `md5(swagger)` as stage description, so that a new API
-    definition is deployed (the attribute forces a new deployment). Gateway responses take
-    effect on a deployment too: their digest joins in (a new deployment when one changes),
-    and their ids, so that the deployment comes after them."""
+def _merged(base: Data, patch: Data) -> Data:
+    """`base` with `patch` merged in, argument by argument, as Terraform merges an override file."""
+    return base | {k: _merged(base[k], v) if isinstance(base.get(k), dict) else v for k, v in patch.items()}
+
+
+def files(stage: Stage, chalice_tf: Data) -> dict[str, Data]:
+    """The folder's files: Chalice's, patched, without its version constraints (a file holding them
+    is one checkov's parser skips whole), the constraints, and ours."""
+    d, policies = _described(stage)
+    # Chalice deploys again when md5(swagger), its stage description, changes; gateway responses
+    # take effect on a deployment too, so their digest and ids join in.
+    digest = hashlib.sha256(json.dumps(d["gateway_responses"], sort_keys=True).encode()).hexdigest()[:16]
     ids = ", ".join(
-        f"aws_api_gateway_gateway_response.{gateway_response_key(r)}.id" for r in guardrails.GATEWAY_RESPONSES
+        f"aws_api_gateway_gateway_response.{r['type'].lower()}.id" for r in d["gateway_responses"]
     )
-    digest = guardrails.gateway_responses_digest(stage)
-    return f'${{md5(join(",", [local.chalice_api_swagger, "{digest}", {ids}]))}}'
-
-
-def overrides(stage: Stage, chalice_tf: Document) -> Document:
-    functions = _functions(chalice_tf)
-
-    def log_groups() -> list[Any]:
-        if stage.log_retention_days is None:
-            names = [f"/aws/lambda/{function['function_name']}" for function in functions.values()]
-        else:
-            names = [f"${{aws_cloudwatch_log_group.{key}.name}}" for key in functions]
-        return [f"arn:{_PARTITION}:logs:{_REGION}:{_ACCOUNT}:log-group:{name}:*" for name in names]
-
-    resources = Resources(
-        table=lambda definition: f"${{aws_dynamodb_table.{definition.logical_name}.arn}}",
-        index=lambda definition: f"${{aws_dynamodb_table.{definition.logical_name}.arn}}/index/*",
-        log_groups=log_groups,
-        report_objects=lambda: f"{_BUCKET_ARN}/*",
+    trigger = f'${{md5(join(",", [local.chalice_api_swagger, "{digest}", {ids}]))}}'
+    secret, chalice = {"PAGINATION_TOKEN_SECRET": "${var.pagination_token_secret}"}, chalice_tf["resource"]
+    functions = {k: f["environment"]["variables"] | secret for k, f in chalice["aws_lambda_function"].items()}
+    roles = {f"{f}_role": {"policy": json.dumps(policies[p])} for p, fs in d["policies"].items() for f in fs}
+    mqtt, source = d["device_messages"], snake(d["device_messages"]["mapping"])  # keeps app.py's queue ARN
+    source["depends_on"] = [f"aws_iam_role_policy.{mqtt['function']}_role", "aws_sqs_queue.device_messages"]
+    patch = dict(
+        aws_api_gateway_deployment=dict(rest_api=dict(stage_description=trigger)),
+        # A replaced API (a new endpoint type, say) comes up before the old one goes.
+        aws_api_gateway_rest_api=dict(rest_api=dict(lifecycle=dict(create_before_destroy=True))),
+        aws_iam_role_policy=roles,  # Chalice's: a role a function
+        aws_lambda_event_source_mapping={f"{mqtt['function']}-sqs-event-source": source},
+        aws_lambda_function={k: dict(environment=dict(variables=v)) for k, v in functions.items()},
     )
-    policy = json.dumps(policy_document(stage, resources))
-    return {
-        "resource": {
-            "aws_api_gateway_deployment": {"rest_api": {"stage_description": deployment_trigger(stage)}},
-            # A replaced API (a new endpoint type, say) comes up before the old one goes.
-            "aws_api_gateway_rest_api": {"rest_api": {"lifecycle": {"create_before_destroy": True}}},
-            "aws_iam_role_policy": {
-                name: {"policy": policy} for name in chalice_tf["resource"]["aws_iam_role_policy"]
-            },
-            "aws_lambda_function": {
-                key: {
-                    "environment": {
-                        "variables": {
-                            **function["environment"]["variables"],
-                            "PAGINATION_TOKEN_SECRET": f"${{var.{SECRET_VARIABLE}}}",
-                        }
-                    }
-                }
-                for key, function in functions.items()
-            },
-        }
-    }
+    provider = dict(required_providers=dict(aws=dict(version=AWS_PROVIDER)))
+    versions = dict(terraform=_merged(chalice_tf.pop("terraform"), provider))
+    tf = {"chalice.tf.json": _merged(chalice_tf, dict(resource=patch)), "versions.tf.json": versions}
+    return tf | {"iot_playground.tf.json": extras(stage, chalice_tf)}
