@@ -246,6 +246,35 @@ def crossover(batch: int, facts: Facts = DESIGN) -> tuple[float, bool] | None:
     return float(f"{volumes[first]:.3g}"), all(dearer[first:])
 
 
+# ---- devices over MQTT: IoT Core -> topic rule -> SQS -> the handler, batches of 10 -----------
+SQS_BATCH = 10  # app.py's ingest_device_messages batch_size
+# The rule's SendMessage a message; Lambda's ReceiveMessage and DeleteMessageBatch a batch.
+SQS_REQUESTS_PER_MESSAGE = 1 + 2 / SQS_BATCH
+
+
+def per_million_readings(channel: str, facts: Facts = DESIGN) -> float:
+    """USD for a million readings sent one a request (`http`) or one a message (`mqtt`)."""
+    post = facts.posts[1]
+    invocations = 1.0 if channel == "http" else 1 / SQS_BATCH  # millions
+    log_gb = (post.log_bytes + invocations * PLATFORM_LOG_BYTES) / 1e3
+    both = (
+        post.duration_ms / 1000 * facts.memory_mb / 1024 * 1e6 * prices.LAMBDA_GB_SECOND.usd
+        + invocations * prices.LAMBDA_REQUESTS.usd
+        + post.write_units_per_reading * prices.DYNAMODB_WRITE.usd
+        + log_gb * prices.CLOUDWATCH_LOGS_INGESTION.usd
+    )
+    if channel == "http":
+        return round(both + prices.API_GATEWAY_REST.usd, 2)
+    device = prices.IOT_MESSAGING.usd + prices.IOT_RULES.usd + prices.IOT_ACTIONS.usd
+    return round(both + device + SQS_REQUESTS_PER_MESSAGE * prices.SQS_REQUESTS.usd, 2)
+
+
+def mqtt_cost_line(facts: Facts = DESIGN) -> str:
+    """docs/mqtt.md's cost line: the same model (tests/test_cost.py holds it)."""
+    http, mqtt = per_million_readings("http", facts), per_million_readings("mqtt", facts)
+    return f"Cost per million readings: over MQTT {mqtt:.2f} USD, over HTTP {http:.2f} USD."
+
+
 # ---- docs/cost.md ----------------------------------------------------------------------------
 
 

@@ -56,3 +56,15 @@ def test_the_always_on_design_scales_in_steps_and_the_bills_cross():
     assert crossing is not None and 10_000 < crossing[0] < 100_000_000
     app, fargate = cost.app_bill(crossing[0], 1), cost.fargate_bill(crossing[0])
     assert app["total_usd"] > fargate["total_usd"]
+
+
+def test_docs_mqtt_md_states_the_models_cost_per_million_readings():
+    mqtt_md = DOC.with_name("mqtt.md").read_text()
+    assert cost.mqtt_cost_line() in mqtt_md
+    assert cost.per_million_readings("mqtt") < cost.per_million_readings("http")
+    # Without API Gateway's request, HTTP would cost what MQTT costs without IoT Core and SQS.
+    device = prices.IOT_MESSAGING.usd + prices.IOT_RULES.usd + prices.IOT_ACTIONS.usd
+    sqs = cost.SQS_REQUESTS_PER_MESSAGE * prices.SQS_REQUESTS.usd
+    mqtt_without = cost.per_million_readings("mqtt") - device - sqs
+    http_without = cost.per_million_readings("http") - prices.API_GATEWAY_REST.usd
+    assert http_without > mqtt_without  # HTTP's extra invocations and START/END lines

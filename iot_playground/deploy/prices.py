@@ -87,3 +87,11 @@ def tiered(units: float, tiers: tuple[Tier, ...]) -> float:
             cost += (top - below) * tier.usd
             below = top
     return cost
+
+
+# ---- devices over MQTT (docs/mqtt.md): IoT Core, a topic rule, SQS ----------------------------
+_IOT = _PAGE.format("iot-core").replace("Europe (Paris)", "US East (N. Virginia)")
+IOT_MESSAGING = Price(1.00, "million messages of up to 5 KB (first billion)", _IOT, "other regions list more")
+IOT_RULES = Price(0.15, "million rules triggered", _IOT + ", rules engine")
+IOT_ACTIONS = Price(0.15, "million actions executed", _IOT + ", rules engine")
+SQS_REQUESTS = Price(0.40, "million requests (standard queue, past the free million)", _PAGE.format("sqs"))
