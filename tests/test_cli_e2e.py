@@ -150,14 +150,7 @@ def test_runs_verified_read_back_exactly_what_was_sent(local_stack, tmp_path):
 
     report = json.loads(report_path.read_text())
     assert report["ok"] is True
-    assert report["totals"] == {
-        "sent": 30,
-        "failed": 0,
-        "stored": 30,
-        "missing": 0,
-        "duplicates": 0,
-        "unexpected": 0,
-    }
+    assert report["totals"] == dict(sent=30, failed=0, stored=30, missing=0, duplicates=0, unexpected=0)
     assert report["latencyMs"]["count"] == 30
     assert report["latencyMs"]["p50"] <= report["latencyMs"]["p95"] <= report["latencyMs"]["p99"]
     assert report["throughput"]["readingsPerSecond"] > 0

@@ -193,14 +193,7 @@ def test_verify_reports_missing_and_duplicated_readings_and_fails(tmp_path, monk
     code, report, output = _load(fake, tmp_path, monkeypatch, runs=1)
     assert code == 1
     assert report["ok"] is False
-    assert report["totals"] == {
-        "sent": 12,
-        "failed": 0,
-        "stored": 12,
-        "missing": 1,
-        "duplicates": 1,
-        "unexpected": 0,
-    }
+    assert report["totals"] == dict(sent=12, failed=0, stored=12, missing=1, duplicates=1, unexpected=0)
     sensors = report["runs"][0]["sensors"]
     assert sensors["sensor-1"]["duplicates"] == 1 and sensors["sensor-2"]["missing"] == 1
     assert sensors["sensor-3"] == {"sent": 4, "stored": 4, "missing": 0, "duplicates": 0, "unexpected": 0}

@@ -57,20 +57,12 @@ def test_run_lifecycle_is_logged_at_info_with_the_runs_fields(client, log_lines)
         and started[0]["interval"] == 1
         and started[0]["sensors"] == len(run["params"]["sensorIds"])
     )
-    finish = only(lines, "run finished")
-    assert (finish["level"], finish["runId"], finish["user"], finish["status"]) == (
-        "INFO",
-        run_id,
-        "alice",
-        "FAILED",
-    )
-    interrupted = only(lines, "run interrupted")
-    assert (interrupted["level"], interrupted["runId"], interrupted["user"], interrupted["status"]) == (
-        "INFO",
-        second,
-        "bob",
-        "INTERRUPTED",
-    )
+    for message, run, user, status in [
+        ("run finished", run_id, "alice", "FAILED"),
+        ("run interrupted", second, "bob", "INTERRUPTED"),
+    ]:
+        line = only(lines, message)
+        assert (line["level"], line["runId"], line["user"], line["status"]) == ("INFO", run, user, status)
 
 
 def test_timeouts_from_the_scheduled_sweep_are_logged(client, log_lines, monkeypatch):
