@@ -68,10 +68,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The fast loop, under a minute: lint, types and the unit tests on moto (no test that starts a
-# process of its own: the local stack, a browser, PostgreSQL, mosquitto, the template checkers).
+# The fast loop, under a minute: lint, types and the unit tests on moto, leaving to `make test` the
+# tests that start a process of their own (e2e) and those that take seconds each (slow).
 check: $(STAMP) lint typecheck
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e and not slow"
 
 # Everything, as CI runs it.
 test: $(STAMP) $(TOOLS_STAMP) lint typecheck

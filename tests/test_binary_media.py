@@ -130,6 +130,7 @@ def gateway(request: pytest.FixtureRequest, packaged: Packaged) -> Gateway:
     return Gateway(packaged_binary_types(packaged, request.param))
 
 
+@pytest.mark.slow
 def test_the_api_definition_lists_chalices_defaults_and_any_type_the_app_only_the_defaults(packaged):
     from app import app
 
@@ -247,12 +248,14 @@ def _chalice_binary_types(*args: str, **env: str) -> list[str]:
     return types
 
 
+@pytest.mark.slow
 def test_chalice_deploy_gives_api_gateway_the_gateway_list():
     # The Deploy workflow puts the stage's secret in the config before `chalice deploy`.
     secret = {"PAGINATION_TOKEN_SECRET": "a-secret-of-at-least-thirty-two-characters"}
     assert _chalice_binary_types("deploy", "--stage", STAGE, **secret) == list(GATEWAY_BINARY_TYPES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "worker_env",
     [{}, {"CHALICE_WORKER": "true"}],

@@ -24,6 +24,7 @@ def queries(dynamodb_faults):
     return seen
 
 
+@pytest.mark.slow
 def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(
     faulty_client, queries, monkeypatch
 ):
@@ -52,6 +53,7 @@ def test_a_filter_that_matches_nothing_reads_a_bounded_amount_per_request(
     assert pages <= 1000 // (5 + 10 + 10) + 1
 
 
+@pytest.mark.slow
 def test_a_filter_finds_sparse_matches_across_pages_without_loss(faulty_client):
     run = start_run(faulty_client)
     readings = [
@@ -117,6 +119,7 @@ GET_ROUTES = {
 }
 
 
+@pytest.mark.slow
 def test_read_routes_make_the_same_calls_whatever_the_history(faulty_client, queries, monkeypatch):
     from chalicelib import reports
 

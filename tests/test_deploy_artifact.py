@@ -96,6 +96,7 @@ def dynamodb_endpoint() -> Iterator[str]:
     stop()
 
 
+@pytest.mark.slow
 def test_packaged_zip_serves_api_events_with_only_the_runtime(tmp_path, dynamodb_endpoint):
     packaged = package_dev()
     archive = packaged.cloudformation / "deployment.zip"

@@ -230,6 +230,7 @@ def test_transactions_on_other_items_both_go_through(db, layer):
     assert layer.counts == Counter()
 
 
+@pytest.mark.slow
 def test_concurrent_transactions_stay_atomic(bare, db, layer, monkeypatch):
     """moto rolls a failed transaction back by restoring a copy of the whole table, undoing
     whatever other requests wrote meanwhile: the layer lets one request at a time into moto."""

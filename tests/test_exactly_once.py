@@ -292,6 +292,7 @@ def test_throttling_that_outlasts_the_sdk_retries_is_503_with_retry_after(
 # ---- concurrency: transactions conflict as on DynamoDB --------------------------------
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_starts_under_transaction_conflicts_give_exactly_the_limit(dynamodb_faults):
     import app
     from chalicelib.schemas import ApiError, RunParams

@@ -48,6 +48,7 @@ def test_a_user_may_hold_at_most_max_runs_per_user_and_others_still_start(client
     assert slot_counts() == (3, 3, {"alice": (2, 2), "bob": (1, 1)})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("users", [2, 4])
 def test_fifty_simultaneous_starts_from_a_few_users_keep_both_limits(dynamodb_faults, users):
     """2 users can hold 4 runs, under the run limit: only the per-user limit stops them;

@@ -25,6 +25,9 @@ ACCOUNT = "123456789012"  # moto's
 QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:iot-playground-dev-device-messages"
 
 
+pytestmark = pytest.mark.slow  # whole-account runs of a deploy tool over moto: seconds each
+
+
 @pytest.fixture
 def session(on_demand_throughput: Any) -> Iterator[Any]:  # noqa: F811
     from moto import mock_aws

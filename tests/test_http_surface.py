@@ -290,6 +290,7 @@ def probe_app(cors_origin: str, *origins: str) -> dict[str, Any]:
     return probed
 
 
+@pytest.mark.slow
 def test_one_origin_keeps_api_gateways_preflight_several_get_the_lambdas():
     single = probe_app(ALLOWED, ALLOWED, NOT_ALLOWED)
     # One origin: API Gateway's mock integration answers preflights with it (as Chalice generates).

@@ -100,7 +100,7 @@ def publish(url: str, messages: list[tuple[str, bytes]]) -> None:
         client.loop_stop()
 
 
-@pytest.fixture(params=["amqtt", "mosquitto"])
+@pytest.fixture(params=["amqtt", pytest.param("mosquitto", marks=pytest.mark.e2e)])
 def broker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
     """None: start_mqtt starts the embedded broker; else the URL of mosquitto, given as MQTT_URL."""
     monkeypatch.delenv("MQTT_URL", raising=False)

@@ -314,6 +314,7 @@ def test_the_reachability_analysis_follows_calls_and_handlers():
     assert "None.one" in ingest  # Powertools' record handler, passed on, not called here
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage_name", DEPLOY_STAGES)
 def test_each_stage_policy_file_grants_exactly_the_calls(stage_name):
     stage = Stage.load(stage_name)

@@ -360,6 +360,7 @@ def test_a_call_that_loses_the_race_to_store_keeps_the_winners_progress(
 # ---- concurrency, on moto's server with each call atomic (tests/dynamodb_faults.py) ----------
 
 
+@pytest.mark.slow
 def test_stats_after_concurrent_ingestion_from_eight_threads_are_exact(
     faulty_client, final_at_once, real_environ
 ):
@@ -405,6 +406,7 @@ def test_stats_after_concurrent_ingestion_from_eight_threads_are_exact(
     assert stats_of(faulty_client, run_id) == stats
 
 
+@pytest.mark.slow
 def test_concurrent_stats_calls_on_an_ended_run_count_every_reading_once_and_never_go_back(
     faulty_client, final_at_once, real_environ, monkeypatch
 ):
@@ -500,6 +502,7 @@ def test_series_past_the_listed_ones_count_in_every_total_and_the_answer_says_wh
     assert view.complete is False and "5 series" in view.note
 
 
+@pytest.mark.slow
 def test_a_run_of_1100_series_counts_every_declared_sensor(client, final_at_once):
     """100 declared sensors each sending 11 types at one instant: 1,100 series, every input
     within the documented limits."""

@@ -119,6 +119,7 @@ def walk(client, path: str, queries: Counter[str]) -> list[tuple[int, str, str, 
             return got
 
 
+@pytest.mark.slow
 def test_every_query_shape_walks_in_exact_order_without_loss_or_duplicate(
     faulty_client, dynamodb_faults, monkeypatch
 ):

@@ -17,6 +17,8 @@ from iot_playground.common.stages import Stage
 from iot_playground.deploy import guards, resources
 from tests.deploy_support import on_demand_throughput  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.slow  # whole-account runs of a deploy tool over moto: seconds each
+
 
 def make_tables(*options: str) -> str:
     """`iot-playground tables --stage dev ...` as `make tables` runs it; returns what it printed."""

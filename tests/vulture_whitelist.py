@@ -18,7 +18,7 @@ _ = (
     schemas.ReadingIn.temperature,
     schemas.ReadingIn.humidity,
     schemas.ReadingIn.pressure,
-    prices.Price.per,
+    prices.LAMBDA_REQUESTS.per,
     Context.function_version,
     Context.memory_limit_in_mb,
     Context.invoked_function_arn,
