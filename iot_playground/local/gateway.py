@@ -1,21 +1,9 @@
-"""A small layer in front of `chalice local` for what API Gateway does and `chalice local` does not.
-
-`make run` serves the API through this on the public port, `chalice local` behind it on a
-port of its own. It emulates, as the deployed stage answers them:
-- **bodies over 1 MiB**: a 413 before the body is read (up to API Gateway's own 10 MB it is read
-  and dropped so the client gets to read the answer; beyond, the connection is closed unread;
-  a `100-continue` request is refused before it sends its body); chunked bodies are read, up to
-  the limit, and sent on with a length;
-- **unknown routes** (404) and **unknown methods** (405), in the API's JSON error format with
-  its CORS headers, where `chalice local` answers a 403 and http.server an HTML 501;
-- **API keys**: a route declared `api_key_required` needs the stage's key in `x-api-key`
-  (`ADMIN_API_KEY`, printed by `make run`): a 403 otherwise;
-- **a wide accept queue**: the frontend fires up to 100 readings at once; `chalice local`'s own
-  queue of 5 would drop the rest, so connections to it are few and kept open.
-
-Not emulated: throttling and usage plans, the 29 s integration timeout, the 6 MB response cap
-(the app hands large downloads to the reports bucket itself), and the binary Accept rule (the
-deployed API lists `*/*`, so every answer reaches clients as the app wrote it, as here).
+"""A small layer in front of `chalice local` for what API Gateway answers itself (README.md, "What
+`make run` does not emulate"): bodies over 1 MiB (413), unknown routes (404) and methods (405) in
+the API's JSON error format with its CORS headers, and the admin API key (403). `make run` serves
+it on the public port, `chalice local` behind it on a port of its own: the frontend fires up to 100
+readings at once, and `chalice local`'s accept queue of 5 would drop the rest, so the gateway has a
+wide one and keeps a few connections to `chalice local` open.
 """
 
 from __future__ import annotations
@@ -24,7 +12,7 @@ import hmac
 import http.client
 import json
 import queue
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,20 +28,17 @@ _HOP_BY_HOP = ("connection", "keep-alive", "expect", "te", "upgrade", "transfer-
 
 
 class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None):
+    """An answer of the gateway's own, in the API's error format."""
+
+    def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
-        self.status, self.body, self.headers = (
-            status,
-            {"error": code, "message": message},
-            dict(headers or {}),
-        )
+        self.status, self.body = status, {"error": code, "message": message}
 
 
 class Upstream:
     """A few kept-open connections to `chalice local`, shared by the gateway's threads."""
 
     def __init__(self, host: str, port: int):
-        self._host, self._port = host, port
         self._idle: queue.Queue[http.client.HTTPConnection] = queue.Queue()
         for _ in range(UPSTREAM_CONNECTIONS):
             self._idle.put(http.client.HTTPConnection(host, port, timeout=60))
@@ -81,12 +66,7 @@ def gateway(
     upstream: Upstream, routes: Mapping[str, Mapping[str, Any]], origins: tuple[str, ...], admin_key: str
 ) -> type[BaseHTTPRequestHandler]:
     matcher = RouteMatcher(list(routes))
-    keyed = {
-        (method, path)
-        for path, entries in routes.items()
-        for method, e in entries.items()
-        if e.api_key_required
-    }
+    keyed = {(m, path) for path, entries in routes.items() for m, e in entries.items() if e.api_key_required}
 
     class Gateway(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -114,7 +94,7 @@ def gateway(
                 return self._chunked()
             length = self._declared()
             if length > MAX_BODY_BYTES:
-                if length <= GATEWAY_LIMIT:
+                if length <= GATEWAY_LIMIT:  # read and dropped: the client gets to read the 413
                     self._drop(length)
                 raise _too_large(length)
             return self.rfile.read(length) if length else None
@@ -170,7 +150,7 @@ def gateway(
 
         def _answer_refusal(self, refused: Refused) -> None:
             payload = json.dumps(refused.body).encode()
-            headers: dict[str, Any] = {"Content-Type": "application/json", **refused.headers}
+            headers: dict[str, Any] = {"Content-Type": "application/json"}
             apply_cors(headers, origins, self.headers.get("origin"))
             if refused.status == 413:
                 headers["Connection"] = "close"
@@ -193,22 +173,18 @@ def _too_large(size: int | None) -> Refused:
     )
 
 
-def serve_gateway(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+def start(
+    host: str,
+    port: int,
+    upstream_port: int,
+    routes: Mapping[str, Mapping[str, Any]],
+    origins: tuple[str, ...],
+    admin_key: str,
+) -> ThreadingHTTPServer:
+    handler = gateway(Upstream("127.0.0.1", upstream_port), routes, origins, admin_key)
     server = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
     server.request_queue_size = 256  # API Gateway has no accept queue to overflow
     server.daemon_threads = True
     server.server_bind()
     server.server_activate()
     return server
-
-
-def start(
-    host: str,
-    port: int,
-    upstream_port: int,
-    app_routes: Callable[[], Any],
-    origins: tuple[str, ...],
-    admin_key: str,
-) -> ThreadingHTTPServer:
-    upstream = Upstream("127.0.0.1", upstream_port)
-    return serve_gateway(host, port, gateway(upstream, app_routes(), origins, admin_key))

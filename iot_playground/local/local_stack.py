@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
+from iot_playground.common.mqtt_topics import device_topic
 from iot_playground.common.stages import PROJECT_ROOT, settings_for, stage_environment
 
 
@@ -55,8 +56,8 @@ def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callabl
     return f"http://{host}:{server.server_port}", server.shutdown
 
 
-def create_reports_bucket(endpoint: str, env: dict[str, str]) -> bool:
-    """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy); True if made now."""
+def create_reports_bucket(endpoint: str, env: dict[str, str]) -> None:
+    """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy), unless it is there."""
     import boto3
     from botocore.config import Config
 
@@ -69,10 +70,8 @@ def create_reports_bucket(endpoint: str, env: dict[str, str]) -> bool:
         config=Config(s3={"addressing_style": "path"}),
     )
     bucket = settings_for(env).reports_bucket
-    if bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        return False
-    s3.create_bucket(Bucket=bucket)
-    return True
+    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=bucket)
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -101,6 +100,7 @@ def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True
     env.update({k: os.environ.get(k, v) for k, v in stage_environment(stage).items()})
     admin_key = os.environ.get("ADMIN_API_KEY", "").strip() or secrets.token_urlsafe(24)
     endpoint = os.environ.get("DYNAMODB_ENDPOINT")
+    embedded = not endpoint
     stop_endpoint: Callable[[], None] = lambda: None  # noqa: E731
     if not endpoint:
         endpoint, stop_endpoint = start_dynamodb()
@@ -108,24 +108,15 @@ def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True
     created = ensure_tables(endpoint_client(endpoint, env), settings_for(env))
     print(f"tables ready ({'created ' + ', '.join(created) if created else 'already there'})", flush=True)
     # Another DynamoDB endpoint says nothing of S3: then S3_ENDPOINT, or the account's S3.
-    if s3_endpoint := os.environ.get("S3_ENDPOINT") or (
-        None if os.environ.get("DYNAMODB_ENDPOINT") else endpoint
-    ):
+    if s3_endpoint := os.environ.get("S3_ENDPOINT") or (endpoint if embedded else None):
         env["S3_ENDPOINT"] = s3_endpoint
         create_reports_bucket(s3_endpoint, env)
     env["DYNAMODB_ENDPOINT"] = endpoint
     inner = free_port()
-    command = [
-        str(Path(sys.executable).with_name("chalice")),
-        "local",
-        "--stage",
-        stage,
-        "--port",
-        str(inner),
-    ]
-    chalice = subprocess.Popen(
-        [*command, *([] if autoreload else ["--no-autoreload"])], cwd=PROJECT_ROOT, env={**os.environ, **env}
-    )
+    chalice_cli = str(Path(sys.executable).with_name("chalice"))
+    command = [chalice_cli, "local", "--stage", stage, "--port", str(inner)]
+    command += [] if autoreload else ["--no-autoreload"]
+    chalice = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env})
     signal.signal(signal.SIGTERM, lambda *_: chalice.terminate())
     stop_mqtt: Callable[[], None] = lambda: None  # noqa: E731
     try:
@@ -137,11 +128,9 @@ def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True
 
         mqtt_url, stop_mqtt = start_mqtt(stage, app.ingest_device_messages)
         origins = settings_for(env).cors_origins
-        server = gateway.start(host, port, inner, lambda: app.app.routes, origins, admin_key)
+        server = gateway.start(host, port, inner, app.app.routes, origins, admin_key)
         threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
-        print(
-            f"MQTT broker on {mqtt_url}: iot-playground/{stage}/runs/<runId>/sensors/<sensorId>", flush=True
-        )
+        print(f"MQTT broker on {mqtt_url}: {device_topic(stage, '<runId>', '<sensorId>')}", flush=True)
         print(f"admin API key (x-api-key of POST /api/runs/interrupt-all): {admin_key}", flush=True)
         print(f"IoT Playground API on http://{host}:{port} (Ctrl-C stops)", flush=True)
         return chalice.wait()
