@@ -20,6 +20,7 @@ from chalicelib.runs import RUN_STATUSES, RunView
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 JSON = "application/json"
+REF = "#/components/schemas/{name}"
 
 
 class Health(msgspec.Struct):
@@ -100,7 +101,7 @@ def _portable(schema: Any) -> Any:
 
 
 def ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(name=name)}
 
 
 def string(pattern: str, **extra: Any) -> dict[str, Any]:
@@ -154,16 +155,16 @@ def answer(status: str, schema: dict[str, Any] | str | None, description: str, c
 def op(
     summary: str,
     ok: dict[str, Any],
-    *raised: type[errors.ApiError],
+    raises: tuple[type[errors.ApiError], ...] = (),
     params: tuple[dict[str, Any], ...] = (),
     body: str | None = None,
     db: bool = True,
     **extra: Any,
 ) -> dict[str, Any]:
-    """An operation: its answers are `ok`, the errors raised, and those every route may answer."""
+    """An operation: its answers are `ok`, the errors it raises, and those every route may answer."""
     every = (errors.PayloadTooLarge, errors.UnsupportedMediaType, *((errors.Unavailable,) if db else ()))
     responses = dict(ok)
-    for error in (*raised, *every):
+    for error in (*raises, *every):
         codes = " or ".join(f"`{e.code}`" for e in errors.ANSWERS if e.status == error.status)
         responses[str(error.status)] = {"description": codes, "content": {JSON: {"schema": ref("Error")}}}
     operation = {"summary": summary, "parameters": list(params), "responses": responses, **extra}
@@ -173,7 +174,7 @@ def op(
 
 
 def operations() -> dict[str, dict[str, Any]]:
-    """ "method path" -> operation: every route of app.py (a test holds them equal)."""
+    """Each route of app.py, as "method path", and its operation (a test holds them equal)."""
     bad, missing, conflict = errors.BadRequest, errors.NotFound, errors.RunNotRunning
     posted = (bad, errors.IdempotencyKeyReused, errors.RequestInProgress)
     sensor = "the sensor; alone, each run that declared it, newest first, then its readings without a run"
@@ -182,7 +183,7 @@ def operations() -> dict[str, dict[str, Any]]:
     get_readings = op(
         "Readings of a run or a sensor, in time order",
         answer("200", "ReadingPage", "A page"),
-        bad,
+        raises=(bad,),
         params=(
             param("runId", RUN_ID, "the run"),
             param("sensorId", SENSOR, sensor),
@@ -197,9 +198,7 @@ def operations() -> dict[str, dict[str, Any]]:
         answer(
             "201", {"anyOf": [ref("ReadingView"), ref("Ingested")]}, "The reading, or how many were stored"
         ),
-        *posted,
-        missing,
-        conflict,
+        raises=(*posted, missing, conflict),
         params=(X_USER, param("X-Run-Id", RUN_ID, "the run of readings that name none", "header"), KEY),
         body="ReadingsBody",
     )
@@ -216,17 +215,17 @@ def operations() -> dict[str, dict[str, Any]]:
         param("to", TIMESTAMP, "end, excluded (default: the run's end, or now)"),
     )
     runs = {"type": "array", "items": ref("RunView")}
-    statuses = {"type": "string", "enum": list(RUN_STATUSES)}
     runs_query = (
-        param("status", statuses, "only runs of this status"),
+        param("status", {"type": "string", "enum": list(RUN_STATUSES)}, "only runs of this status"),
         param("user", USER, "only this user's runs"),
+        *page("runs", schemas.RUNS_PAGE),
     )
     return {
         "get /": op("The run viewer page", answer("200", TEXT, "HTML", "text/html"), db=False),
         "get /viewer/{name}": op(
             "A file of the run viewer",
             answer("200", TEXT, "The file", "text/javascript"),
-            missing,
+            raises=(missing,),
             params=(param("name", TEXT, "viewer.js or viewer.css", "path"),),
             db=False,
         ),
@@ -240,16 +239,15 @@ def operations() -> dict[str, dict[str, Any]]:
         "post /api/runs/start": op(
             "Start a run",
             answer("201", "RunView", "The run"),
-            *posted,
-            errors.RunLimitReached,
+            raises=(*posted, errors.RunLimitReached),
             params=(X_USER, KEY),
             body="RunParams",
         ),
         "get /api/runs": op(
             "Runs, newest first",
             answer("200", "RunPage", "A page"),
-            bad,
-            params=(*runs_query, *page("runs", schemas.RUNS_PAGE)),
+            raises=(bad,),
+            params=runs_query,
         ),
         "get /api/runs/all": op("The newest runs (at most 1000)", answer("200", runs, "Runs")),
         "get /api/runs/running": op(
@@ -258,34 +256,30 @@ def operations() -> dict[str, dict[str, Any]]:
         "post /api/runs/interrupt-all": op(
             "Interrupt every RUNNING run (operators)",
             answer("200", "Interrupted", "How many"),
-            errors.Forbidden,
-            *posted,
+            raises=(errors.Forbidden, *posted),
             params=(param("x-api-key", TEXT, "the stage's admin API key", "header"), KEY),
             security=[{"adminApiKey": []}],
         ),
         "get /api/runs/{run_id}": op(
-            "One run", answer("200", "RunView", "The run"), missing, params=(RUN_PATH,)
+            "One run", answer("200", "RunView", "The run"), raises=(missing,), params=(RUN_PATH,)
         ),
         "post /api/runs/{run_id}/finish": op(
             "Finish a run: SUCCESS (or COMPLETED) or FAILED",
             answer("200", "RunView", "The ended run"),
-            *posted,
-            missing,
-            conflict,
+            raises=(*posted, missing, conflict),
             params=(RUN_PATH, KEY),
             body="FinishRunRequest",
         ),
         "get /api/runs/{run_id}/stats": op(
             "Statistics of a run's readings per sensor and type",
             answer("200", "RunStatsView", "The figures; `complete` and `note` say how far they go"),
-            missing,
+            raises=(missing,),
             params=(RUN_PATH,),
         ),
         "get /api/runs/{run_id}/readings.csv": op(
             "A run's readings as CSV, oldest first",
             csv,
-            bad,
-            missing,
+            raises=(bad, missing),
             params=(RUN_PATH, param("nextKey", TEXT, "where the previous part stopped")),
         ),
         "get /api/sensors/data": get_readings,
@@ -295,21 +289,19 @@ def operations() -> dict[str, dict[str, Any]]:
         "get /api/sensors/series": op(
             "One series aggregated per time bucket",
             answer("200", "SeriesAnswer", "The buckets"),
-            bad,
-            missing,
+            raises=(bad, missing),
             params=series,
         ),
         "get /api/sensors/latest": op(
             "The last reading of each sensor and type of a run",
             answer("200", "LatestView", "The readings"),
-            bad,
-            missing,
+            raises=(bad, missing),
             params=(param("runId", RUN_ID, "the run (required)"),),
         ),
         "get /api/reports/download": op(
             "A ZIP of the newest finished runs",
             zip_file,
-            bad,
+            raises=(bad,),
             params=(param("runId", RUN_ID, "also this run's readings"),),
         ),
         "get /infra/latest-deployment": op(
@@ -319,12 +311,9 @@ def operations() -> dict[str, dict[str, Any]]:
 
 
 def document() -> dict[str, Any]:
-    schemas_of, components = msgspec.json.schema_components(
-        STRUCTS, ref_template="#/components/schemas/{name}"
-    )
-    components["ReadingsBody"] = schemas_of[
-        STRUCTS.index(schemas.ReadingsBody)
-    ]  # a union: no name of its own
+    schemas_of, components = msgspec.json.schema_components(STRUCTS, ref_template=REF)
+    # A union: no name of its own.
+    components["ReadingsBody"] = schemas_of[STRUCTS.index(schemas.ReadingsBody)]
     paths: dict[str, dict[str, Any]] = {}
     for route, operation in operations().items():
         method, path = route.split(" ")
