@@ -181,12 +181,9 @@ class Migration:
         settings = self.settings
         readings = [item for item in new if isinstance(item, Reading)]
         ReadingRepository(self.client, settings.readings_table, settings.reading_ttl_days).write(readings)
+        new_only = "attribute_not_exists(id)"  # never over a run there already (another migration's)
         for run in (item for item in new if isinstance(item, Run)):
-            # Never over a run that is there already (another migration's, say).
-            condition = "attribute_not_exists(id)"
-            self.client.put_item(
-                TableName=settings.runs_table, Item=run.item(), ConditionExpression=condition
-            )
+            self.client.put_item(TableName=settings.runs_table, Item=run.item(), ConditionExpression=new_only)
 
     def _existing(self, table: str, keys: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
         """Which of these keys are in the table already (BatchGetItem, 100 keys a call)."""
@@ -264,8 +261,7 @@ def migrate(
         for column in ("read", "would write" if migration.dry_run else "written", "already there", "skipped"):
             table.add_column(column, justify="right")
         for name, count in migration.counts.items():
-            numbers = (count.read, count.written, count.existing, count.skipped.total())
-            table.add_row(name, *map(str, numbers))
+            table.add_row(name, *map(str, (count.read, count.written, count.existing, count.skipped.total())))
         console.print(table)
         for name, count in migration.counts.items():
             if count.resumed_after is not None:
