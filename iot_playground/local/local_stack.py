@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client, local_session
 from iot_playground.common.mqtt_topics import device_topic
 from iot_playground.common.stages import PROJECT_ROOT, settings_for, stage_environment
 
@@ -58,16 +58,10 @@ def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callabl
 
 def create_reports_bucket(endpoint: str, env: dict[str, str]) -> None:
     """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy), unless it is there."""
-    import boto3
     from botocore.config import Config
 
-    s3 = boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}),
+    s3 = local_session(env).client(
+        "s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"})
     )
     bucket = settings_for(env).reports_bucket
     if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
