@@ -1,13 +1,7 @@
-"""`iot-playground serve` (`make run`): the API on this machine, with nothing to install.
-
-- an embedded DynamoDB- and S3-compatible endpoint: moto's server on loopback, each request
-  handled alone (a lock), so that every DynamoDB call is atomic as on the real service;
-  `DYNAMODB_ENDPOINT` uses another endpoint instead (DynamoDB Local, an account's);
-- the stage's tables and reports bucket on it;
-- `chalice local --stage local` on a port of its own, behind `gateway.py`, which answers on
-  the public port what API Gateway would (body limits, unknown routes, API keys);
-- an MQTT broker on loopback (`MQTT_URL`: another one, e.g. mosquitto) and a bridge that hands
-  the devices' messages to the app's SQS handler, as AWS IoT Core and SQS do (`mqtt.py`).
+"""`iot-playground serve` (`make run`): the API on this machine, with nothing to install: moto's
+DynamoDB and S3 on loopback (one request at a time, so that every DynamoDB call is atomic as on the
+real service), or `DYNAMODB_ENDPOINT`, with the stage's tables and reports bucket; `chalice local`
+behind `gateway.py`; an MQTT broker (or `MQTT_URL`) bridged to the app's SQS handler (`mqtt.py`).
 """
 
 from __future__ import annotations
