@@ -20,19 +20,12 @@ from urllib.parse import urlsplit
 from chalice.local import RouteMatcher
 
 from chalicelib.http import MAX_BODY_BYTES, apply_cors
+from chalicelib.schemas import ApiError, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge
 
 GATEWAY_LIMIT = 10 * 1024 * 1024  # what API Gateway itself accepts
 ADMIN_KEY_MESSAGE = "this route needs the admin API key in the x-api-key header"
 UPSTREAM_CONNECTIONS = 16
 _HOP_BY_HOP = ("connection", "keep-alive", "expect", "te", "upgrade", "transfer-encoding", "content-length")
-
-
-class Refused(Exception):
-    """An answer of the gateway's own, in the API's error format."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.body = status, {"error": code, "message": message}
 
 
 class Upstream:
@@ -76,14 +69,14 @@ def gateway(
 
         def handle_expect_100(self) -> bool:
             if self._declared() > MAX_BODY_BYTES:
-                self._answer_refusal(_too_large(self._declared()))
+                self._refuse(_too_large(self._declared()))
                 return False
             return super().handle_expect_100()
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             if code != 501:  # http.server has no do_<METHOD> for it: as API Gateway, a 405
                 return super().send_error(code, message, explain)
-            self._answer_refusal(Refused(405, "MethodNotAllowed", f"method {self.command} is not allowed"))
+            self._refuse(MethodNotAllowed(f"method {self.command} is not allowed"))
 
         def _declared(self) -> int:
             raw = (self.headers.get("content-length") or "0").strip()
@@ -128,13 +121,13 @@ def gateway(
                 try:
                     route = matcher.match_route(self.path).route
                 except ValueError:
-                    raise Refused(404, "NotFound", f"no route {self.command} {path}") from None
+                    raise NotFound(f"no route {self.command} {path}") from None
                 if (self.command, route) in keyed:
                     given = (self.headers.get("x-api-key") or "").encode()
                     if not admin_key or not hmac.compare_digest(given, admin_key.encode()):
-                        raise Refused(403, "Forbidden", ADMIN_KEY_MESSAGE)
-            except Refused as refused:
-                self._answer_refusal(refused)
+                        raise Forbidden(ADMIN_KEY_MESSAGE)
+            except ApiError as refused:
+                self._refuse(refused)
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body is not None:
@@ -148,8 +141,8 @@ def gateway(
             self.end_headers()
             self.wfile.write(answer)
 
-        def _answer_refusal(self, refused: Refused) -> None:
-            payload = json.dumps(refused.body).encode()
+        def _refuse(self, refused: ApiError) -> None:
+            payload = json.dumps(refused.body()).encode()
             headers: dict[str, Any] = {"Content-Type": "application/json"}
             apply_cors(headers, origins, self.headers.get("origin"))
             if refused.status == 413:
@@ -166,11 +159,9 @@ def gateway(
     return Gateway
 
 
-def _too_large(size: int | None) -> Refused:
+def _too_large(size: int | None) -> ApiError:
     said = f"{size} bytes" if size is not None else f"more than {MAX_BODY_BYTES} bytes"
-    return Refused(
-        413, "PayloadTooLarge", f"request body is {said}; the limit is {MAX_BODY_BYTES} bytes (1 MiB)"
-    )
+    return PayloadTooLarge(f"request body is {said}; the limit is {MAX_BODY_BYTES} bytes (1 MiB)")
 
 
 def start(
