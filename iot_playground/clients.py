@@ -36,6 +36,7 @@ CHECKED = ("sent", "stored", "missing", "duplicates", "unexpected")
 
 Key = tuple[str, int | None, float]  # a reading as sent and as read back: sensor, timestamp (ms), value
 Send = Callable[[str, Any], Awaitable[float]]  # (run id, one reading or a batch) -> latency in ms
+Transport = httpx.AsyncBaseTransport  # in place of the network, e.g. an in-process fake API
 
 
 class RequestFailed(Exception):
@@ -46,10 +47,7 @@ class RequestFailed(Exception):
         self.body = body
 
 
-def api_client(
-    api_url: str, connections: int = 100, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """`transport` replaces the network, e.g. with an in-process fake API."""
+def api_client(api_url: str, connections: int = 100, transport: Transport | None = None) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(base_url=api_url.rstrip("/"), timeout=15.0, limits=limits, transport=transport)
 
@@ -300,12 +298,7 @@ def check(sent: list[Key], stored: list[dict[str, Any]]) -> tuple[dict[str, int]
 
 
 def simulate(
-    api_url: str,
-    plan: Plan,
-    *,
-    report_path: Path | None,
-    console: Console,
-    transport: httpx.AsyncBaseTransport | None = None,
+    url: str, plan: Plan, *, report_path: Path | None, console: Console, transport: Transport | None = None
 ) -> int:
     """Drive `plan.runs` runs at once (run n as `<user>-<n>` when there are several: the API lets
     one user hold only MAX_RUNS_PER_USER runs), print the summary and write the report. The exit
@@ -320,7 +313,7 @@ def simulate(
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # as Ctrl-C does
         connections = min(500, plan.runs * (1 if plan.batch else plan.sensors) + 4)
-        async with api_client(api_url, connections, transport) as api, contextlib.AsyncExitStack() as stack:
+        async with api_client(url, connections, transport) as api, contextlib.AsyncExitStack() as stack:
             # With --mqtt the runs still start and finish over HTTP; their readings go to the broker.
             send = await stack.enter_async_context(mqtt_sender(plan.mqtt_url)) if plan.mqtt_url else None
             await asyncio.gather(*(drive_run(api, plan, o, send=send, progress=progress) for o in outcomes))
@@ -338,7 +331,7 @@ def simulate(
             interrupted = True
         except RequestFailed as error:  # the broker
             outcomes[0].error = str(error)
-    report = _report(api_url, plan, outcomes, interrupted)
+    report = _report(url, plan, outcomes, interrupted)
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2) + "\n")
     _render(console, report)
@@ -433,9 +426,7 @@ def _render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"{verdict}: {cell(totals['sent'])} sent, {cell(totals['stored'])} stored")
 
 
-async def interrupt_all(
-    api_url: str, admin_key: str, transport: httpx.AsyncBaseTransport | None = None
-) -> str:
+async def interrupt_all(api_url: str, admin_key: str, transport: Transport | None = None) -> str:
     """POST /api/runs/interrupt-all with the admin key (in API Gateway's header for API keys,
     which `make run` checks too); the API's message."""
     async with api_client(api_url, transport=transport) as api:
