@@ -25,6 +25,7 @@ from chalicelib.schemas import ApiError, Forbidden, MethodNotAllowed, NotFound, 
 GATEWAY_LIMIT = 10 * 1024 * 1024  # what API Gateway itself accepts
 ADMIN_KEY_MESSAGE = "this route needs the admin API key in the x-api-key header"
 UPSTREAM_CONNECTIONS = 16
+Routes = Mapping[str, Mapping[str, Any]]  # path -> method -> Chalice's RouteEntry: app.routes
 _HOP_BY_HOP = ("connection", "keep-alive", "expect", "te", "upgrade", "transfer-encoding", "content-length")
 
 
@@ -56,7 +57,7 @@ class Upstream:
 
 
 def gateway(
-    upstream: Upstream, routes: Mapping[str, Mapping[str, Any]], origins: tuple[str, ...], admin_key: str
+    upstream: Upstream, routes: Routes, origins: tuple[str, ...], admin_key: str
 ) -> type[BaseHTTPRequestHandler]:
     matcher = RouteMatcher(list(routes))
     keyed = {(m, path) for path, entries in routes.items() for m, e in entries.items() if e.api_key_required}
@@ -165,12 +166,7 @@ def _too_large(size: int | None) -> ApiError:
 
 
 def start(
-    host: str,
-    port: int,
-    upstream_port: int,
-    routes: Mapping[str, Mapping[str, Any]],
-    origins: tuple[str, ...],
-    admin_key: str,
+    host: str, port: int, upstream_port: int, routes: Routes, origins: tuple[str, ...], admin_key: str
 ) -> ThreadingHTTPServer:
     handler = gateway(Upstream("127.0.0.1", upstream_port), routes, origins, admin_key)
     server = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
