@@ -23,44 +23,18 @@ JSON = "application/json"
 REF = "#/components/schemas/{name}"
 
 
-class Health(msgspec.Struct):
-    status: Literal["ok"]
-    stage: str
-    version: str
+def shape(name: str, **fields: Any) -> Any:
+    """A struct of these fields, for the schema of an answer app.py builds as a dict."""
+    return msgspec.defstruct(name, list(fields.items()))
 
 
-class CanStart(msgspec.Struct):
-    canStart: bool
-    currentRunning: int
-    maxAllowed: int
-    available: int
-
-
-class RunPage(msgspec.Struct):
-    items: list[RunView]
-    count: int
-    nextKey: str | None
-
-
-class ReadingPage(msgspec.Struct):
-    items: list[schemas.ReadingView]
-    count: int
-    nextKey: str | None
-
-
-class Ingested(msgspec.Struct):
-    ingested: int  # distinct readings stored
-
-
-class Interrupted(msgspec.Struct):
-    interrupted: int
-    message: str
-    timestamp: str
-
-
-class NoDeployment(msgspec.Struct):
-    success: Literal[False]
-    message: str
+Health = shape("Health", status=Literal["ok"], stage=str, version=str)
+CanStart = shape("CanStart", canStart=bool, currentRunning=int, maxAllowed=int, available=int)
+RunPage = shape("RunPage", items=list[RunView], count=int, nextKey=str | None)
+ReadingPage = shape("ReadingPage", items=list[schemas.ReadingView], count=int, nextKey=str | None)
+Ingested = shape("Ingested", ingested=int)  # distinct readings stored
+Interrupted = shape("Interrupted", interrupted=int, message=str, timestamp=str)
+NoDeployment = shape("NoDeployment", success=Literal[False], message=str)
 
 
 class Error(msgspec.Struct):
@@ -80,12 +54,11 @@ STRUCTS += (NoDeployment, Error, analytics.RunStatsView, analytics.LatestView, a
 def ecma_pattern(python_pattern: str) -> str:
     """The ECMAScript regex (JSON Schema's) matching what the Python one matches: Python's
     `(?!\\n)$` is ECMAScript's `$`; a bare Python `$` also matches before a final newline."""
+    pattern = python_pattern
     for end, ecma in ((r"(?!\n)$", "$"), ("$", r"\n?$")):
         if python_pattern.endswith(end) and not python_pattern.endswith("\\" + end):
             pattern = python_pattern[: -len(end)] + ecma
             break
-    else:
-        pattern = python_pattern
     if not pattern.startswith("^") or re.search(r"\(\?P|\(\?[aiLmsux]|\\[AZ]|\(\?>", pattern):
         raise ValueError(f"pattern {python_pattern!r} is not anchored or has Python-only syntax")
     return pattern
