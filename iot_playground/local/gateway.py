@@ -12,7 +12,7 @@ import hmac
 import http.client
 import json
 import queue
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,11 +118,10 @@ def gateway(
         def _serve(self) -> None:
             try:
                 body = self._body()
-                path = urlsplit(self.path).path
                 try:
                     route = matcher.match_route(self.path).route
                 except ValueError:
-                    raise NotFound(f"no route {self.command} {path}") from None
+                    raise NotFound(f"no route {self.command} {urlsplit(self.path).path}") from None
                 if (self.command, route) in keyed:
                     given = (self.headers.get("x-api-key") or "").encode()
                     if not admin_key or not hmac.compare_digest(given, admin_key.encode()):
@@ -134,26 +133,23 @@ def gateway(
             if body is not None:
                 headers["Content-Length"] = str(len(body))
             status, answer_headers, answer = upstream.send(self.command, self.path, body, headers)
-            self.send_response(status)
-            for name, value in answer_headers:
-                if name.lower() not in (*_HOP_BY_HOP, "date", "server"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            dropped = (*_HOP_BY_HOP, "date", "server")
+            self._answer(status, [(k, v) for k, v in answer_headers if k.lower() not in dropped], answer)
 
         def _refuse(self, refused: ApiError) -> None:
-            payload = json.dumps(refused.body()).encode()
             headers: dict[str, Any] = {"Content-Type": "application/json"}
             apply_cors(headers, origins, self.headers.get("origin"))
             if refused.status == 413:
                 headers["Connection"] = "close"
                 self.close_connection = True
-            self.send_response(refused.status)
-            for name, value in {**headers, "Content-Length": str(len(payload))}.items():
+            self._answer(refused.status, headers.items(), json.dumps(refused.body()).encode())
+
+        def _answer(self, status: int, headers: Iterable[tuple[str, Any]], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in [*headers, ("Content-Length", str(len(body)))]:
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(payload)
+            self.wfile.write(body)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
 
