@@ -54,9 +54,8 @@ def create_reports_bucket(endpoint: str, env: dict[str, str]) -> None:
     """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy), unless it is there."""
     from botocore.config import Config
 
-    s3 = local_session(env).client(
-        "s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"})
-    )
+    path_style = Config(s3={"addressing_style": "path"})
+    s3 = local_session(env).client("s3", endpoint_url=endpoint, config=path_style)
     bucket = settings_for(env).reports_bucket
     if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=bucket)
