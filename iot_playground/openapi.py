@@ -217,10 +217,7 @@ def operations() -> dict[str, dict[str, Any]]:
             body="RunParams",
         ),
         "get /api/runs": op(
-            "Runs, newest first",
-            answer("200", "RunPage", "A page"),
-            raises=(bad,),
-            params=runs_query,
+            "Runs, newest first", answer("200", "RunPage", "A page"), raises=(bad,), params=runs_query
         ),
         "get /api/runs/all": op("The newest runs (at most 1000)", answer("200", runs, "Runs")),
         "get /api/runs/running": op(
