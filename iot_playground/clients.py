@@ -12,7 +12,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ CHECKED = ("sent", "stored", "missing", "duplicates", "unexpected")
 
 Key = tuple[str, int | None, float]  # a reading as sent and as read back: sensor, timestamp (ms), value
 Send = Callable[[str, Any], Awaitable[float]]  # (run id, one reading or a batch) -> latency in ms
+Transport = httpx.AsyncBaseTransport  # in place of the network, e.g. an in-process fake API
 
 
 class RequestFailed(Exception):
@@ -46,10 +47,7 @@ class RequestFailed(Exception):
         self.body = body
 
 
-def api_client(
-    api_url: str, connections: int = 100, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """`transport` replaces the network, e.g. with an in-process fake API."""
+def api_client(api_url: str, connections: int = 100, transport: Transport | None = None) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(base_url=api_url.rstrip("/"), timeout=15.0, limits=limits, transport=transport)
 
@@ -62,10 +60,9 @@ async def call(api: httpx.AsyncClient, method: str, path: str, **request: Any) -
     except httpx.HTTPError as error:
         raise RequestFailed(f"{method} {path}: {type(error).__name__}: {error}") from error
     latency_ms = (time.perf_counter() - started) * 1000
-    try:
+    body = None
+    with contextlib.suppress(ValueError):
         body = response.json()
-    except ValueError:
-        body = None
     if not response.is_success:
         # The frontend shows the error body's `message`; so do we.
         detail = body.get("message") if isinstance(body, dict) else None
@@ -153,6 +150,7 @@ class RunOutcome:
     error: str | None = None
     finish_error: str | None = None
     sending: list[float] = field(default_factory=list)  # when the first round began, when the last ended
+    stored: list[dict[str, Any]] | None = None  # with --verify, the run's readings as read back
 
     @property
     def sent(self) -> int:
@@ -168,11 +166,9 @@ async def drive_run(
     progress: Progress | None = None,
 ) -> None:
     """One run as the frontend drives it: can-start, start, `count` rounds of one reading per sensor
-    (all at once, or one batch), each `interval_ms` after the previous round's answers, finish.
-
-    A refused reading stops the run, as in the frontend. A cancelled run (Ctrl-C) is finished as
-    FAILED so that it holds no slot until the server times it out. `progress` has one task.
-    """
+    (all at once, or one batch), each `interval_ms` after the previous round's answers, finish. A
+    refused reading stops the run, as in the frontend; a cancelled one (Ctrl-C) is finished as FAILED
+    so that it holds no slot until the server times it out. `progress` has one task."""
 
     async def post(run_id: str, body: Any) -> float:
         headers = {"X-User": outcome.user, "X-Run-Id": run_id}
@@ -286,10 +282,8 @@ async def read_back(api: httpx.AsyncClient, outcome: RunOutcome) -> list[dict[st
 def check(sent: list[Key], stored: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """In all and per sensor: readings sent, stored, missing (acknowledged, not stored), stored
     more than once (duplicates) and stored but never acknowledged (unexpected)."""
-    acknowledged, found = (
-        Counter(sent),
-        Counter[Key]((str(r["sensorId"]), parse_iso_ms(r["timestamp"]), r["reading"]) for r in stored),
-    )
+    acknowledged = Counter(sent)
+    found = Counter[Key]((str(r["sensorId"]), parse_iso_ms(r["timestamp"]), r["reading"]) for r in stored)
     sensors: dict[str, dict[str, int]] = {}
     for key in sorted(acknowledged.keys() | found.keys(), key=lambda k: (len(k[0]), k[0])):
         counts = sensors.setdefault(key[0], dict.fromkeys(CHECKED, 0))
@@ -304,71 +298,50 @@ def check(sent: list[Key], stored: list[dict[str, Any]]) -> tuple[dict[str, int]
 
 
 def simulate(
-    api_url: str,
-    plan: Plan,
-    *,
-    report_path: Path | None,
-    console: Console,
-    transport: httpx.AsyncBaseTransport | None = None,
+    url: str, plan: Plan, *, report_path: Path | None, console: Console, transport: Transport | None = None
 ) -> int:
     """Drive `plan.runs` runs at once (run n as `<user>-<n>` when there are several: the API lets
     one user hold only MAX_RUNS_PER_USER runs), print the summary and write the report. The exit
     code: 0, 1 on any refused reading, failed run or (verified) loss, 130 on Ctrl-C or SIGTERM."""
-    outcomes = [
-        RunOutcome(f"{plan.user}-{n}" if plan.runs > 1 else plan.user) for n in range(1, plan.runs + 1)
-    ]
-    stored: list[list[dict[str, Any]] | None] = [None] * plan.runs
+    users = [f"{plan.user}-{n}" for n in range(1, plan.runs + 1)] if plan.runs > 1 else [plan.user]
+    outcomes = [RunOutcome(user) for user in users]
     progress = progress_bar()
     progress.add_task("readings", total=plan.runs * plan.count * plan.sensors)
 
     async def drive() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # as Ctrl-C does
         connections = min(500, plan.runs * (1 if plan.batch else plan.sensors) + 4)
-        async with api_client(api_url, connections, transport) as api, contextlib.AsyncExitStack() as stack:
+        async with api_client(url, connections, transport) as api, contextlib.AsyncExitStack() as stack:
             # With --mqtt the runs still start and finish over HTTP; their readings go to the broker.
             send = await stack.enter_async_context(mqtt_sender(plan.mqtt_url)) if plan.mqtt_url else None
             await asyncio.gather(*(drive_run(api, plan, o, send=send, progress=progress) for o in outcomes))
-            for n, outcome in enumerate(outcomes if plan.verify else ()):
+            for outcome in outcomes if plan.verify else ():
                 try:
-                    stored[n] = await read_back(api, outcome) if outcome.run_id else []
+                    outcome.stored = await read_back(api, outcome) if outcome.run_id else []
                 except RequestFailed as error:
                     outcome.error = outcome.error or f"reading it back: {error}"
 
     interrupted = False
     with progress:
         try:
-            interrupted = _interrupted(drive())
+            asyncio.run(drive())
+        except (KeyboardInterrupt, asyncio.CancelledError):  # its runs were finished as FAILED
+            interrupted = True
         except RequestFailed as error:  # the broker
             outcomes[0].error = str(error)
-    report = _report(api_url, plan, outcomes, [None] * plan.runs if interrupted else stored)
-    report["interrupted"] = interrupted
+    report = _report(url, plan, outcomes, interrupted)
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2) + "\n")
     _render(console, report)
     return EXIT_INTERRUPTED if interrupted else 0 if report["ok"] else 1
 
 
-def _interrupted(work: Coroutine[Any, Any, None]) -> bool:
-    """Run `work`; True when Ctrl-C or SIGTERM cancelled it (its runs are then finished as FAILED)."""
-
-    async def cancelled_by_sigterm() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await work
-
-    try:
-        asyncio.run(cancelled_by_sigterm())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        return True
-    return False
-
-
-def _report(
-    api_url: str, plan: Plan, outcomes: list[RunOutcome], stored: list[list[dict[str, Any]] | None]
-) -> dict[str, Any]:
-    """`stored`: each run's readings as read back, None where they were not."""
+def _report(api_url: str, plan: Plan, outcomes: list[RunOutcome], interrupted: bool) -> dict[str, Any]:
     runs = []
-    for outcome, readings in zip(outcomes, stored, strict=True):
+    for outcome in outcomes:
+        readings = None if interrupted else outcome.stored  # an interrupted run is not checked
         run: dict[str, Any] = {"runId": outcome.run_id, "user": outcome.user, "status": outcome.status}
         run |= {"sent": outcome.sent, "failed": outcome.failed, "requests": outcome.requests}
         if plan.verify:
@@ -386,6 +359,7 @@ def _report(
         **speed(outcomes),
         "runs": runs,
         "ok": all(run["ok"] for run in runs),
+        "interrupted": interrupted,
     }
 
 
@@ -452,9 +426,7 @@ def _render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"{verdict}: {cell(totals['sent'])} sent, {cell(totals['stored'])} stored")
 
 
-async def interrupt_all(
-    api_url: str, admin_key: str, transport: httpx.AsyncBaseTransport | None = None
-) -> str:
+async def interrupt_all(api_url: str, admin_key: str, transport: Transport | None = None) -> str:
     """POST /api/runs/interrupt-all with the admin key (in API Gateway's header for API keys,
     which `make run` checks too); the API's message."""
     async with api_client(api_url, transport=transport) as api:

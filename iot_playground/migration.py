@@ -181,12 +181,9 @@ class Migration:
         settings = self.settings
         readings = [item for item in new if isinstance(item, Reading)]
         ReadingRepository(self.client, settings.readings_table, settings.reading_ttl_days).write(readings)
+        new_only = "attribute_not_exists(id)"  # never over a run there already (another migration's)
         for run in (item for item in new if isinstance(item, Run)):
-            # Never over a run that is there already (another migration's, say).
-            condition = "attribute_not_exists(id)"
-            self.client.put_item(
-                TableName=settings.runs_table, Item=run.item(), ConditionExpression=condition
-            )
+            self.client.put_item(TableName=settings.runs_table, Item=run.item(), ConditionExpression=new_only)
 
     def _existing(self, table: str, keys: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
         """Which of these keys are in the table already (BatchGetItem, 100 keys a call)."""
@@ -194,9 +191,8 @@ class Migration:
         names, unique = ("id",) if table == "runs" else ("pk", "sk"), sorted(set(keys))
         found: set[tuple[str, ...]] = set()
         for start in range(0, len(unique), 100):
-            part = [
-                dict(zip(names, ({"S": v} for v in key), strict=True)) for key in unique[start : start + 100]
-            ]
+            chunk = unique[start : start + 100]
+            part = [dict(zip(names, ({"S": v} for v in key), strict=True)) for key in chunk]
             request: Any = {target: {"Keys": part, "ConsistentRead": True}}
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
@@ -216,14 +212,7 @@ class Migration:
         return {row["id"].lower(): row["username"] for row in found if row["username"]}
 
 
-def migrate(
-    postgres_url: str,
-    *,
-    stage: str | None,
-    console: Console,
-    after_batch: AfterBatch | None = None,
-    **options: Any,
-) -> int:
+def migrate(postgres_url: str, *, stage: str | None, console: Console, **options: Any) -> int:
     """Run the migration into the app's tables (its environment's, or those of `stage` in
     .chalice/config.json) and print its summary; the exit code. `options`: Migration's."""
     import boto3
@@ -234,9 +223,8 @@ def migrate(
     settings = load_settings() if stage is None else settings_for(stage_environment(stage))
     where = f" at {settings.dynamodb_endpoint}" if settings.dynamodb_endpoint else ""
     where += " (dry run: nothing is written)" if options.get("dry_run") else ""
-    console.print(
-        f"target: runs table {settings.runs_table}, readings table {settings.readings_table}{where}"
-    )
+    tables = f"runs table {settings.runs_table}, readings table {settings.readings_table}"
+    console.print(f"target: {tables}{where}")
     if settings.dynamodb_endpoint and boto3.session.Session().get_credentials() is None:
         client = endpoint_client(settings.dynamodb_endpoint)  # a local endpoint takes any credentials
     else:
@@ -249,9 +237,7 @@ def migrate(
         try:
             with psycopg.connect(postgres_url, autocommit=True, row_factory=dict_row) as connection:
                 connection.execute("SET TIME ZONE 'UTC'")
-                migration = Migration(
-                    connection, client, settings, progress, after_batch=after_batch, **options
-                )
+                migration = Migration(connection, client, settings, progress, **options)
                 migration.run()
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
@@ -264,8 +250,7 @@ def migrate(
         for column in ("read", "would write" if migration.dry_run else "written", "already there", "skipped"):
             table.add_column(column, justify="right")
         for name, count in migration.counts.items():
-            numbers = (count.read, count.written, count.existing, count.skipped.total())
-            table.add_row(name, *map(str, numbers))
+            table.add_row(name, *map(str, (count.read, count.written, count.existing, count.skipped.total())))
         console.print(table)
         for name, count in migration.counts.items():
             if count.resumed_after is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -15,14 +15,17 @@ LOCAL_CREDENTIALS = {
 }
 
 
-def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
+def local_session(env: Mapping[str, str] = LOCAL_CREDENTIALS) -> Any:
+    """A boto3 session with the credentials and region of `env`, not the environment's."""
     import boto3
 
-    client: DynamoDBClient = boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
+    return boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
     )
+
+
+def endpoint_client(endpoint: str, env: Mapping[str, str] = LOCAL_CREDENTIALS) -> DynamoDBClient:
+    client: DynamoDBClient = local_session(env).client("dynamodb", endpoint_url=endpoint)
     return client

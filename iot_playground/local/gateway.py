@@ -1,21 +1,9 @@
-"""A small layer in front of `chalice local` for what API Gateway does and `chalice local` does not.
-
-`make run` serves the API through this on the public port, `chalice local` behind it on a
-port of its own. It emulates, as the deployed stage answers them:
-- **bodies over 1 MiB**: a 413 before the body is read (up to API Gateway's own 10 MB it is read
-  and dropped so the client gets to read the answer; beyond, the connection is closed unread;
-  a `100-continue` request is refused before it sends its body); chunked bodies are read, up to
-  the limit, and sent on with a length;
-- **unknown routes** (404) and **unknown methods** (405), in the API's JSON error format with
-  its CORS headers, where `chalice local` answers a 403 and http.server an HTML 501;
-- **API keys**: a route declared `api_key_required` needs the stage's key in `x-api-key`
-  (`ADMIN_API_KEY`, printed by `make run`): a 403 otherwise;
-- **a wide accept queue**: the frontend fires up to 100 readings at once; `chalice local`'s own
-  queue of 5 would drop the rest, so connections to it are few and kept open.
-
-Not emulated: throttling and usage plans, the 29 s integration timeout, the 6 MB response cap
-(the app hands large downloads to the reports bucket itself), and the binary Accept rule (the
-deployed API lists `*/*`, so every answer reaches clients as the app wrote it, as here).
+"""A small layer in front of `chalice local` for what API Gateway answers itself (README.md, "What
+`make run` does not emulate"): bodies over 1 MiB (413), unknown routes (404) and methods (405) in
+the API's JSON error format with its CORS headers, and the admin API key (403). `make run` serves
+it on the public port, `chalice local` behind it on a port of its own: the frontend fires up to 100
+readings at once, and `chalice local`'s accept queue of 5 would drop the rest, so the gateway has a
+wide one and keeps a few connections to `chalice local` open.
 """
 
 from __future__ import annotations
@@ -24,7 +12,7 @@ import hmac
 import http.client
 import json
 import queue
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,28 +20,19 @@ from urllib.parse import urlsplit
 from chalice.local import RouteMatcher
 
 from chalicelib.http import MAX_BODY_BYTES, apply_cors
+from chalicelib.schemas import ApiError, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge
 
 GATEWAY_LIMIT = 10 * 1024 * 1024  # what API Gateway itself accepts
 ADMIN_KEY_MESSAGE = "this route needs the admin API key in the x-api-key header"
 UPSTREAM_CONNECTIONS = 16
+Routes = Mapping[str, Mapping[str, Any]]  # path -> method -> Chalice's RouteEntry: app.routes
 _HOP_BY_HOP = ("connection", "keep-alive", "expect", "te", "upgrade", "transfer-encoding", "content-length")
-
-
-class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.body, self.headers = (
-            status,
-            {"error": code, "message": message},
-            dict(headers or {}),
-        )
 
 
 class Upstream:
     """A few kept-open connections to `chalice local`, shared by the gateway's threads."""
 
     def __init__(self, host: str, port: int):
-        self._host, self._port = host, port
         self._idle: queue.Queue[http.client.HTTPConnection] = queue.Queue()
         for _ in range(UPSTREAM_CONNECTIONS):
             self._idle.put(http.client.HTTPConnection(host, port, timeout=60))
@@ -78,15 +57,10 @@ class Upstream:
 
 
 def gateway(
-    upstream: Upstream, routes: Mapping[str, Mapping[str, Any]], origins: tuple[str, ...], admin_key: str
+    upstream: Upstream, routes: Routes, origins: tuple[str, ...], admin_key: str
 ) -> type[BaseHTTPRequestHandler]:
     matcher = RouteMatcher(list(routes))
-    keyed = {
-        (method, path)
-        for path, entries in routes.items()
-        for method, e in entries.items()
-        if e.api_key_required
-    }
+    keyed = {(m, path) for path, entries in routes.items() for m, e in entries.items() if e.api_key_required}
 
     class Gateway(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -96,14 +70,14 @@ def gateway(
 
         def handle_expect_100(self) -> bool:
             if self._declared() > MAX_BODY_BYTES:
-                self._answer_refusal(_too_large(self._declared()))
+                self._refuse(_too_large(self._declared()))
                 return False
             return super().handle_expect_100()
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             if code != 501:  # http.server has no do_<METHOD> for it: as API Gateway, a 405
                 return super().send_error(code, message, explain)
-            self._answer_refusal(Refused(405, "MethodNotAllowed", f"method {self.command} is not allowed"))
+            self._refuse(MethodNotAllowed(f"method {self.command} is not allowed"))
 
         def _declared(self) -> int:
             raw = (self.headers.get("content-length") or "0").strip()
@@ -114,7 +88,7 @@ def gateway(
                 return self._chunked()
             length = self._declared()
             if length > MAX_BODY_BYTES:
-                if length <= GATEWAY_LIMIT:
+                if length <= GATEWAY_LIMIT:  # read and dropped: the client gets to read the 413
                     self._drop(length)
                 raise _too_large(length)
             return self.rfile.read(length) if length else None
@@ -144,71 +118,56 @@ def gateway(
         def _serve(self) -> None:
             try:
                 body = self._body()
-                path = urlsplit(self.path).path
                 try:
                     route = matcher.match_route(self.path).route
                 except ValueError:
-                    raise Refused(404, "NotFound", f"no route {self.command} {path}") from None
+                    raise NotFound(f"no route {self.command} {urlsplit(self.path).path}") from None
                 if (self.command, route) in keyed:
                     given = (self.headers.get("x-api-key") or "").encode()
                     if not admin_key or not hmac.compare_digest(given, admin_key.encode()):
-                        raise Refused(403, "Forbidden", ADMIN_KEY_MESSAGE)
-            except Refused as refused:
-                self._answer_refusal(refused)
+                        raise Forbidden(ADMIN_KEY_MESSAGE)
+            except ApiError as refused:
+                self._refuse(refused)
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body is not None:
                 headers["Content-Length"] = str(len(body))
             status, answer_headers, answer = upstream.send(self.command, self.path, body, headers)
-            self.send_response(status)
-            for name, value in answer_headers:
-                if name.lower() not in (*_HOP_BY_HOP, "date", "server"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            dropped = (*_HOP_BY_HOP, "date", "server")
+            self._answer(status, [(k, v) for k, v in answer_headers if k.lower() not in dropped], answer)
 
-        def _answer_refusal(self, refused: Refused) -> None:
-            payload = json.dumps(refused.body).encode()
-            headers: dict[str, Any] = {"Content-Type": "application/json", **refused.headers}
+        def _refuse(self, refused: ApiError) -> None:
+            headers: dict[str, Any] = {"Content-Type": "application/json"}
             apply_cors(headers, origins, self.headers.get("origin"))
             if refused.status == 413:
                 headers["Connection"] = "close"
                 self.close_connection = True
-            self.send_response(refused.status)
-            for name, value in {**headers, "Content-Length": str(len(payload))}.items():
+            self._answer(refused.status, headers.items(), json.dumps(refused.body()).encode())
+
+        def _answer(self, status: int, headers: Iterable[tuple[str, Any]], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in [*headers, ("Content-Length", str(len(body)))]:
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(payload)
+            self.wfile.write(body)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
 
     return Gateway
 
 
-def _too_large(size: int | None) -> Refused:
+def _too_large(size: int | None) -> ApiError:
     said = f"{size} bytes" if size is not None else f"more than {MAX_BODY_BYTES} bytes"
-    return Refused(
-        413, "PayloadTooLarge", f"request body is {said}; the limit is {MAX_BODY_BYTES} bytes (1 MiB)"
-    )
+    return PayloadTooLarge(f"request body is {said}; the limit is {MAX_BODY_BYTES} bytes (1 MiB)")
 
 
-def serve_gateway(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+def start(
+    host: str, port: int, upstream_port: int, routes: Routes, origins: tuple[str, ...], admin_key: str
+) -> ThreadingHTTPServer:
+    handler = gateway(Upstream("127.0.0.1", upstream_port), routes, origins, admin_key)
     server = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
     server.request_queue_size = 256  # API Gateway has no accept queue to overflow
     server.daemon_threads = True
     server.server_bind()
     server.server_activate()
     return server
-
-
-def start(
-    host: str,
-    port: int,
-    upstream_port: int,
-    app_routes: Callable[[], Any],
-    origins: tuple[str, ...],
-    admin_key: str,
-) -> ThreadingHTTPServer:
-    upstream = Upstream("127.0.0.1", upstream_port)
-    return serve_gateway(host, port, gateway(upstream, app_routes(), origins, admin_key))

@@ -1,13 +1,7 @@
-"""`iot-playground serve` (`make run`): the API on this machine, with nothing to install.
-
-- an embedded DynamoDB- and S3-compatible endpoint: moto's server on loopback, each request
-  handled alone (a lock), so that every DynamoDB call is atomic as on the real service;
-  `DYNAMODB_ENDPOINT` uses another endpoint instead (DynamoDB Local, an account's);
-- the stage's tables and reports bucket on it;
-- `chalice local --stage local` on a port of its own, behind `gateway.py`, which answers on
-  the public port what API Gateway would (body limits, unknown routes, API keys);
-- an MQTT broker on loopback (`MQTT_URL`: another one, e.g. mosquitto) and a bridge that hands
-  the devices' messages to the app's SQS handler, as AWS IoT Core and SQS do (`mqtt.py`).
+"""`iot-playground serve` (`make run`): the API on this machine, with nothing to install: moto's
+DynamoDB and S3 on loopback (one request at a time, so that every DynamoDB call is atomic as on the
+real service), or `DYNAMODB_ENDPOINT`, with the stage's tables and reports bucket; `chalice local`
+behind `gateway.py`; an MQTT broker (or `MQTT_URL`) bridged to the app's SQS handler (`mqtt.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client
+from iot_playground.common.endpoints import LOCAL_CREDENTIALS, endpoint_client, local_session
+from iot_playground.common.mqtt_topics import device_topic
 from iot_playground.common.stages import PROJECT_ROOT, settings_for, stage_environment
 
 
@@ -55,24 +50,15 @@ def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callabl
     return f"http://{host}:{server.server_port}", server.shutdown
 
 
-def create_reports_bucket(endpoint: str, env: dict[str, str]) -> bool:
-    """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy); True if made now."""
-    import boto3
+def create_reports_bucket(endpoint: str, env: dict[str, str]) -> None:
+    """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy), unless it is there."""
     from botocore.config import Config
 
-    s3 = boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    path_style = Config(s3={"addressing_style": "path"})
+    s3 = local_session(env).client("s3", endpoint_url=endpoint, config=path_style)
     bucket = settings_for(env).reports_bucket
-    if bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        return False
-    s3.create_bucket(Bucket=bucket)
-    return True
+    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=bucket)
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -101,6 +87,7 @@ def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True
     env.update({k: os.environ.get(k, v) for k, v in stage_environment(stage).items()})
     admin_key = os.environ.get("ADMIN_API_KEY", "").strip() or secrets.token_urlsafe(24)
     endpoint = os.environ.get("DYNAMODB_ENDPOINT")
+    embedded = not endpoint
     stop_endpoint: Callable[[], None] = lambda: None  # noqa: E731
     if not endpoint:
         endpoint, stop_endpoint = start_dynamodb()
@@ -108,24 +95,15 @@ def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True
     created = ensure_tables(endpoint_client(endpoint, env), settings_for(env))
     print(f"tables ready ({'created ' + ', '.join(created) if created else 'already there'})", flush=True)
     # Another DynamoDB endpoint says nothing of S3: then S3_ENDPOINT, or the account's S3.
-    if s3_endpoint := os.environ.get("S3_ENDPOINT") or (
-        None if os.environ.get("DYNAMODB_ENDPOINT") else endpoint
-    ):
+    if s3_endpoint := os.environ.get("S3_ENDPOINT") or (endpoint if embedded else None):
         env["S3_ENDPOINT"] = s3_endpoint
         create_reports_bucket(s3_endpoint, env)
     env["DYNAMODB_ENDPOINT"] = endpoint
     inner = free_port()
-    command = [
-        str(Path(sys.executable).with_name("chalice")),
-        "local",
-        "--stage",
-        stage,
-        "--port",
-        str(inner),
-    ]
-    chalice = subprocess.Popen(
-        [*command, *([] if autoreload else ["--no-autoreload"])], cwd=PROJECT_ROOT, env={**os.environ, **env}
-    )
+    chalice_cli = str(Path(sys.executable).with_name("chalice"))
+    command = [chalice_cli, "local", "--stage", stage, "--port", str(inner)]
+    command += [] if autoreload else ["--no-autoreload"]
+    chalice = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env})
     signal.signal(signal.SIGTERM, lambda *_: chalice.terminate())
     stop_mqtt: Callable[[], None] = lambda: None  # noqa: E731
     try:
@@ -137,11 +115,9 @@ def serve(host: str, port: int, stage: str = "local", *, autoreload: bool = True
 
         mqtt_url, stop_mqtt = start_mqtt(stage, app.ingest_device_messages)
         origins = settings_for(env).cors_origins
-        server = gateway.start(host, port, inner, lambda: app.app.routes, origins, admin_key)
+        server = gateway.start(host, port, inner, app.app.routes, origins, admin_key)
         threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
-        print(
-            f"MQTT broker on {mqtt_url}: iot-playground/{stage}/runs/<runId>/sensors/<sensorId>", flush=True
-        )
+        print(f"MQTT broker on {mqtt_url}: {device_topic(stage, '<runId>', '<sensorId>')}", flush=True)
         print(f"admin API key (x-api-key of POST /api/runs/interrupt-all): {admin_key}", flush=True)
         print(f"IoT Playground API on http://{host}:{port} (Ctrl-C stops)", flush=True)
         return chalice.wait()
