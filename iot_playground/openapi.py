@@ -108,6 +108,26 @@ KEY = param(
     "header",
 )
 
+# What a client does next with the run it started (and how schemathesis chains its requests).
+RUN_OUT, FIRST_SENSOR = "$response.body#/id", "$response.body#/params/sensorIds/0"
+LINKS = {
+    "GetRun": {"operationId": "getApiRunsRunId", "parameters": {"path.run_id": RUN_OUT}},
+    "FinishRun": {"operationId": "postApiRunsRunIdFinish", "parameters": {"path.run_id": RUN_OUT}},
+    "PostReading": {
+        "operationId": "postApiSensorsData",
+        "parameters": {"header.X-Run-Id": RUN_OUT},
+        "requestBody": {"sensorId": FIRST_SENSOR, "reading": 21.5},
+    },
+    "GetReadings": {"operationId": "getApiSensorsData", "parameters": {"query.runId": RUN_OUT}},
+    "GetStats": {"operationId": "getApiRunsRunIdStats", "parameters": {"path.run_id": RUN_OUT}},
+    "GetLatest": {"operationId": "getApiSensorsLatest", "parameters": {"query.runId": RUN_OUT}},
+    "GetSeries": {
+        "operationId": "getApiSensorsSeries",
+        "parameters": {"query.runId": RUN_OUT, "query.sensorId": FIRST_SENSOR},
+    },
+    "GetCsv": {"operationId": "getApiRunsRunIdReadingsCsv", "parameters": {"path.run_id": RUN_OUT}},
+}
+
 
 def page(name: str, bounds: tuple[int, int, int]) -> list[dict[str, Any]]:
     limit = dict(zip(("minimum", "maximum", "default"), bounds, strict=True))
@@ -118,11 +138,13 @@ def page(name: str, bounds: tuple[int, int, int]) -> list[dict[str, Any]]:
     ]
 
 
-def answer(status: str, schema: dict[str, Any] | str | None, description: str, content: str = JSON) -> Any:
+def answer(
+    status: str, schema: dict[str, Any] | str | None, description: str, content: str = JSON, **extra: Any
+) -> Any:
     """`schema`: a component's name, or the schema itself; None for no body."""
     schema = ref(schema) if isinstance(schema, str) else schema
     body = {"content": {content: {"schema": schema}}} if schema is not None else {}
-    return {status: {"description": description, **body}}
+    return {status: {"description": description, **body, **extra}}
 
 
 def op(
@@ -211,7 +233,7 @@ def operations() -> dict[str, dict[str, Any]]:
         ),
         "post /api/runs/start": op(
             "Start a run",
-            answer("201", "RunView", "The run"),
+            answer("201", "RunView", "The run", links=LINKS),
             raises=(*posted, errors.RunLimitReached),
             params=(X_USER, KEY),
             body="RunParams",

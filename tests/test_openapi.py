@@ -62,6 +62,7 @@ def test_operation_ids_are_unique() -> None:
 def test_links_name_operations_and_their_parameters() -> None:
     document = openapi.document()
     operations = {op["operationId"]: op for item in document["paths"].values() for op in item.values()}
+    linked = set()
     for item in document["paths"].values():
         for operation in item.values():
             for response in operation["responses"].values():
@@ -69,6 +70,9 @@ def test_links_name_operations_and_their_parameters() -> None:
                     target = operations[link["operationId"]]
                     parameters = {f"{p['in']}.{p['name']}" for p in target.get("parameters", [])}
                     assert set(link["parameters"]) <= parameters, name
+                    linked.add(name)
+    # A started run leads schemathesis (tests/test_openapi_fuzz.py) to its reads, readings and finish.
+    assert {"GetRun", "PostReading", "GetReadings", "GetStats", "FinishRun"} <= linked
 
 
 def test_every_error_answer_is_the_error_shape_and_the_apps_table() -> None:
