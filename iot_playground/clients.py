@@ -29,7 +29,7 @@ from iot_playground.common.mqtt_topics import device_topic
 SUCCESS_MESSAGE = "Simulation completed successfully"
 INTERRUPTED_MESSAGE = "Simulation interrupted from the command line"
 SLOT_POLL_SECONDS = 1.0
-# On DynamoDB the by-run index is eventually consistent: --verify re-reads a run this long.
+# A Query may lag a write it follows (eventually consistent reads): --verify re-reads a run this long.
 SETTLE_SECONDS = 5.0
 FINISH_TIMEOUT_SECONDS = 10.0
 CHECKED = ("sent", "stored", "missing", "duplicates", "unexpected")

@@ -70,6 +70,37 @@ def test_a_timestamped_reading_sent_alone_then_in_two_batches_is_stored_once(cli
     ]
 
 
+def test_a_stored_reading_is_plain_attributes_to_a_raw_get_item(client):
+    import app
+
+    run = start_run(client, user="alice")
+    reading = {"sensorId": "sensor-1", "type": "humidity", "reading": 40.25, "timestamp": T0}
+    before = int(time.time())
+    assert post_readings(client, run["id"], reading, user="alice")[0] == 201
+    table = app.parts().settings.readings_table
+    dynamodb = app.parts().dynamodb
+    query = {":run": {"S": run["id"]}}
+    keys = dynamodb.query(
+        TableName=table, KeyConditionExpression="pk = :run", ExpressionAttributeValues=query
+    )
+    [key] = [{"pk": item["pk"], "sk": item["sk"]} for item in keys["Items"]]
+    item = dynamodb.get_item(TableName=table, Key=key)["Item"]
+    expires = int(item.pop("expiresAt")["N"])
+    assert before + 30 * 86_400 <= expires <= int(time.time()) + 30 * 86_400  # READING_TTL_DAYS
+    iso = "2027-01-15T08:00:00.000Z"
+    assert key["sk"]["S"].startswith(f"{iso}#sensor-1#humidity#")
+    assert item == {
+        **key,
+        "runId": {"S": run["id"]},
+        "sensorId": {"S": "sensor-1"},
+        "type": {"S": "humidity"},
+        "reading": {"N": "40.25"},
+        "timestamp": {"S": iso},
+        "at": {"N": str(T0)},
+        "user": {"S": "alice"},
+    }
+
+
 # ---- exact order and pagination --------------------------------------------------------
 
 
