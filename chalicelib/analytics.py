@@ -381,7 +381,7 @@ def read_series(
     interval: str | None,
     agg: Aggregate,
 ) -> SeriesAnswer:
-    """Buckets of [from, to) (default: the run's span, startedAt to finishedAt or now, inclusive)."""
+    """Buckets of [from, to) (default: the run's time, startedAt to finishedAt or now, inclusive)."""
     interval = interval or DEFAULT_INTERVAL
     interval_ms = parse_interval(interval)
     end = (run.finished_ms if run.finished_ms is not None else schemas.now_ms()) + 1
@@ -389,9 +389,9 @@ def read_series(
     to_ms = high if high is not None else max(end, from_ms)
     count = max(0, -(-(to_ms - from_ms) // interval_ms))
     if count > MAX_BUCKETS:
-        span = f"{format_ms(from_ms)} to {format_ms(to_ms)} in steps of {interval}"
+        window = f"{format_ms(from_ms)} to {format_ms(to_ms)} in steps of {interval}"
         raise BadRequest(
-            f"at most {MAX_BUCKETS} buckets per series: {span} makes {count};"
+            f"at most {MAX_BUCKETS} buckets per series: {window} makes {count};"
             " use a longer interval or a shorter from/to range"
         )
     values: list[list[float]] = [[] for _ in range(count)]
