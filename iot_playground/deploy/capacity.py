@@ -98,21 +98,16 @@ def describe(stage: Stage) -> str:
     )
 
 
-def apply(config: dict[str, Any]) -> dict[str, Any]:
-    """config.json with every deploy stage's throttle and reserved concurrency derived."""
+def reconcile_config(*, write: bool = False, check: bool = False) -> int:
+    """`iot-playground capacity`: print each stage's arithmetic; write (or check) config.json's
+    throttle and reserved concurrency, derived."""
+    config = load_config()
+    print("\n".join(describe(Stage.load(name, config)) for name in DEPLOY_STAGES))
     updated: dict[str, Any] = json.loads(json.dumps(config))
     for name in DEPLOY_STAGES:
         s = sizing(Stage.load(name, config))
         throttle = {"rate_limit": s["rate"], "burst_limit": s["burst"]}
         updated["stages"][name] |= {THROTTLING_KEY: throttle, "reserved_concurrency": s["reserved"]}
-    return updated
-
-
-def reconcile_config(*, write: bool = False, check: bool = False) -> int:
-    """`iot-playground capacity`: print each stage's arithmetic; write (or check) config.json's values."""
-    config = load_config()
-    print("\n".join(describe(Stage.load(name, config)) for name in DEPLOY_STAGES))
-    updated = apply(config)
     if write and updated != config:
         CONFIG_PATH.write_text(json.dumps(updated, indent=2) + "\n")
     if updated == config or write:

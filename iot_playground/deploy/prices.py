@@ -55,10 +55,8 @@ CLOUDWATCH_LOGS_INGESTION = Price(
     "EMF lines are billed as log ingestion; the metrics they create are billed as custom metrics",
 )
 LOGS_INSIGHTS_SCANNED = Price(0.0057, "GB scanned by Logs Insights queries", _CLOUDWATCH + ", Logs")
+# CloudWatch's Metrics pricing: per metric-month, prorated by the hour a metric receives data.
 CLOUDWATCH_CUSTOM_METRICS = (Tier(10_000, 0.30), Tier(250_000, 0.10), Tier(1_000_000, 0.05), Tier(None, 0.02))
-CLOUDWATCH_CUSTOM_METRICS_SOURCE = (
-    _CLOUDWATCH + ", Metrics: per metric-month, prorated by the hour a metric receives data"
-)
 
 # ---- the design it replaces: ECS Fargate behind an ALB, RDS for PostgreSQL ---------------
 FARGATE_VCPU_HOUR = Price(0.04656, "vCPU-hour (Linux/x86)", _PAGE.format("fargate"))
