@@ -127,7 +127,7 @@ def bucket_steps(s3: Any, b: Data, durable: bool) -> list[Step]:
             s3.put_bucket_ownership_controls(**bucket, OwnershipControls=owner)
             sse = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": b["sse"]}}]}
             s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=sse)
-            s3.put_bucket_policy(**bucket, Policy=json.dumps(resolve(b["policy"], arn_refs({"bucket": b}))))
+            s3.put_bucket_policy(**bucket, Policy=json.dumps(b["policy"]))
 
     exists = get(s3.head_bucket, **bucket)
     return [(f"{b['name']}: create bucket", lambda: exists() is not None, True, create)]
@@ -168,8 +168,9 @@ def device_steps(d: Data, session: Any, account: str) -> list[Step]:
 
 
 def storage_steps(d: Data, account: str, dynamodb: Any, s3: Any, sqs: Any) -> list[Step]:
+    refs = arn_refs(d, sqs.meta.region_name, account)
     steps = [step for t in d["tables"] for step in table_steps(dynamodb, t, True)]
-    steps, refs = steps + bucket_steps(s3, d["bucket"], True), arn_refs(d, sqs.meta.region_name, account)
+    steps += bucket_steps(s3, resolve(d["bucket"], refs), True)
     for key, queue in resolve(d["device_messages"]["queues"], refs).items():  # the dead letters' first
         name, url = queue.pop("QueueName"), refs["queue_url"](key)
         text = {k: json.dumps(v) if isinstance(v, dict) else str(v).lower() for k, v in queue.items()}

@@ -1,11 +1,7 @@
-"""What a deployed stage needs beyond what Chalice generates, described once as plain data.
-
-`describe(stage)`: the tables (read through `tables`, the one adapter of chalicelib/tables.py),
-the reports bucket, the stage throttle, the admin usage plan and key, the gateway responses, the
-alarms, the daily budget and the devices' MQTT path (queues, topic rule, event source); `policy(d,
-file)`, a policy file's (each Lambda role's). A value naming another resource is a reference,
-`{"ref": kind, "key": ...}`, that each output resolves its own way: cfn_template.py,
-tf_template.py, guards.py (boto3) and `make policies`.
+"""What a deployed stage needs beyond what Chalice generates, described once as plain data
+(`describe`), and each Lambda role's policy (`policy`). A value naming another resource is a reference,
+`{"ref": kind, "key": ...}`, that each output resolves its own way: cfn_template.py, tf_template.py,
+guards.py (boto3) and `make policies`.
 """
 
 from __future__ import annotations
@@ -78,9 +74,9 @@ def resolve(data: Any, refs: dict[str, Callable[[Any], Any]]) -> Any:
 
 def arn_refs(d: Data, region: str = "*", account: str = "*") -> dict[str, Callable[[Any], Any]]:
     """Names and ARNs as boto3 and `chalice deploy` know them (region and account left open)."""
-    names, functions = {t["key"]: t["name"] for t in d.get("tables", [])}, d.get("functions", {})
+    names, functions = {t["key"]: t["name"] for t in d["tables"]}, d["functions"]
     table, bucket = "arn:aws:dynamodb:*:*:table/", f"arn:aws:s3:::{d['bucket']['name']}"
-    queues = {k: q["QueueName"] for k, q in d.get("device_messages", {}).get("queues", {}).items()}
+    queues = {k: q["QueueName"] for k, q in d["device_messages"]["queues"].items()}
     return dict(
         queue_arn=lambda key: f"arn:aws:sqs:{region}:{account}:{queues[key]}",
         queue_url=lambda key: f"https://sqs.{region}.amazonaws.com/{account}/{queues[key]}",
@@ -98,9 +94,8 @@ def arn_refs(d: Data, region: str = "*", account: str = "*") -> dict[str, Callab
 def create_table_request(t: Data) -> Data:
     """CreateTable's request, and most of AWS::DynamoDB::Table: on-demand, capped when sized."""
 
-    def schema(hash_key: str, range_key: str | None) -> list[Data]:
-        keys = ((hash_key, "HASH"), (range_key, "RANGE"))
-        return [dict(AttributeName=k, KeyType=kind) for k, kind in keys if k]
+    def schema(*keys: str | None) -> list[Data]:
+        return [dict(AttributeName=a, KeyType=k) for a, k in zip(keys, ("HASH", "RANGE"), strict=True) if a]
 
     caps = {"OnDemandThroughput": t["throughput"]} if "throughput" in t else {}
     keys = {t["hash"], t["range"], *(k for i in t["indexes"] for k in (i["hash"], i["range"]))} - {None}
