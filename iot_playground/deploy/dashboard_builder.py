@@ -1,11 +1,8 @@
 """Builds `grafana/dashboards/iot-serverless.json` from the facts the code owns (`iot-playground
-dashboard` rewrites the committed file, `--check` exits 1 if it is out of date).
-
-Readings panels read the API's EMF lines (`chalicelib.emf_spec`) with CloudWatch Logs Insights
-in the API handler's log group; the one custom metric (`DataIngested` by `Stage`) draws the
-stage's ingestion. Uid and variable names come from `chalicelib.grafana` (run links use them),
-function, table and API stage names from `.chalice/config.json`, templated over `${Stage}`.
-No account or ARN, and the datasource is a variable: the file imports as is.
+dashboard` rewrites it, `--check` exits 1 when it is out of date). Readings panels read the API's EMF
+lines (`chalicelib.emf_spec`) with Logs Insights in the API handler's log group; the one custom metric
+(`DataIngested` by `Stage`) draws the stage's ingestion. Names come from `.chalice/config.json`,
+templated over `${Stage}`; no account or ARN, and the datasource is a variable: the file imports as is.
 """
 
 from __future__ import annotations
@@ -60,22 +57,18 @@ def var(name: str) -> str:
 def stage_names() -> tuple[Stage, dict[str, str]]:
     """The first deployment stage, and its function and table names with `${Stage}` where the stage
     goes, checked against every other stage's."""
-    first, *others = (Stage.load(name) for name in DEPLOY_STAGES)
+    stages = [Stage.load(name) for name in DEPLOY_STAGES]
 
     def named(stage: Stage) -> dict[str, str]:
         tables = {"runs": stage.app_settings.runs_table, "readings": stage.app_settings.readings_table}
         return {**stage.function_names(), **tables}
 
-    templates = {}
-    for key, name in named(first).items():
-        if first.name not in name:
-            raise ValueError(f"{name!r} does not contain its stage {first.name!r}: cannot template it")
-        templates[key] = name.replace(first.name, STAGE_REF, 1)
-    for stage in others:
+    templates = {key: name.replace(stages[0].name, STAGE_REF, 1) for key, name in named(stages[0]).items()}
+    for stage in stages:
         for key, name in named(stage).items():
-            if templates[key].replace(STAGE_REF, stage.name) != name:
+            if STAGE_REF not in templates[key] or templates[key].replace(STAGE_REF, stage.name) != name:
                 raise ValueError(f"stage {stage.name}: {key} is {name!r}, not named like {templates[key]!r}")
-    return first, templates
+    return stages[0], templates
 
 
 def metric_query(ref: str, namespace: str, metric: str, dims: dict[str, str], stat: str, **extra: Any) -> Any:
@@ -178,14 +171,9 @@ def panels(stage: Stage, names: dict[str, str]) -> list[J]:
     def per_table(*metrics: tuple[str, str]) -> list[J]:
         specs: list[Any] = []
         for label, n in [("runs", names["runs"]), ("readings", names["readings"])]:
-            # Index capacity is billed apart (the runs table has indexes).
-            index, gsi = (
-                f"{label} ${{PROP('Dim.GlobalSecondaryIndexName')}}",
-                {"GlobalSecondaryIndexName": ALL},
-            )
-            for m, short in metrics:
-                specs.append((m, {"TableName": n}, "Sum", f"{label} {short}"))
-                specs.append((m, {"TableName": n} | gsi, "Sum", f"{index} {short}"))
+            index = f"{label} ${{PROP('Dim.GlobalSecondaryIndexName')}}"  # billed apart (runs has indexes)
+            each = [({"TableName": n}, label), ({"TableName": n, "GlobalSecondaryIndexName": ALL}, index)]
+            specs += [(m, dims, "Sum", f"{name} {short}") for m, short in metrics for dims, name in each]
         return metric_queries("AWS/DynamoDB", specs)
 
     invocations = per_function(("Invocations", "Sum"), ("Errors", "Sum"))

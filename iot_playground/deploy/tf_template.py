@@ -1,8 +1,6 @@
 """The description (resources.py) as Terraform files beside `chalice package --pkg-format terraform`'s:
-`iot_playground.tf.json` adds the extra resources and log groups; Chalice's `chalice.tf.json` is patched
-as Terraform merges an override file (roles' policies, functions' secret, the SQS event source's
-settings, a deployment following the gateway responses); `versions.tf.json` holds its version
-constraints, AWS provider 5.x (`on_demand_throughput`).
+`iot_playground.tf.json`, the extra resources and log groups; `chalice.tf.json`, Chalice's, patched as
+Terraform merges an override file; `versions.tf.json`, the version constraints (AWS provider 5.x).
 """
 
 from __future__ import annotations
@@ -61,16 +59,6 @@ def _bucket(b: Data) -> Data:
     return found | dict(aws_s3_bucket=dict(reports=dict(bucket=b["name"], force_destroy=True)))
 
 
-def _alarm(p: Data) -> Data:
-    """aws_cloudwatch_metric_alarm's arguments from PutMetricAlarm's parameters."""
-    alarm: Data = snake(p)
-    for query in alarm["metrics"]:
-        if stat := query.pop("metric_stat", None):
-            dimensions = {d["name"]: d["value"] for d in stat["metric"].pop("dimensions")}
-            query["metric"] = stat.pop("metric") | stat | dict(dimensions=dimensions)
-    return alarm | dict(metric_query=alarm.pop("metrics"))
-
-
 def _extras(stage: Stage, d: Data, chalice_tf: Data) -> Data:
     """`iot_playground.tf.json`: variables, the extra resources, outputs."""
     admin, budget, prefix = d["admin"], d["budget"], f"{d['prefix']}-"
@@ -93,7 +81,15 @@ def _extras(stage: Stage, d: Data, chalice_tf: Data) -> Data:
     each_email = {"for_each": '${var.budget_email == "" ? [] : [var.budget_email]}', "content": alert}
     limit = dict(name=budget["name"], budget_type="COST", time_unit="DAILY", limit_unit="USD")
     limit |= dict(limit_amount=str(budget["usd"]), dynamic={"notification": each_email})
-    alarms = {a["properties"]["AlarmName"].removeprefix(prefix): a["properties"] for a in d["alarms"]}
+    alarms = {}
+    for a in d["alarms"]:  # aws_cloudwatch_metric_alarm's arguments from PutMetricAlarm's parameters
+        alarm: Data = snake(a["properties"])
+        for query in alarm["metrics"]:
+            if stat := query.pop("metric_stat", None):
+                dimensions = {dim["name"]: dim["value"] for dim in stat["metric"].pop("dimensions")}
+                query["metric"] = stat.pop("metric") | stat | dict(dimensions=dimensions)
+        alarm["metric_query"] = alarm.pop("metrics")
+        alarms[alarm["alarm_name"].removeprefix(prefix).replace("-", "_")] = alarm
     mqtt, p = d["device_messages"], d["device_messages"]["rule"]["TopicRulePayload"]
     rule = dict(name=mqtt["rule"]["RuleName"], sql=p["Sql"], sql_version=p["AwsIotSqlVersion"])
     rule["enabled"] = not p["RuleDisabled"]
@@ -110,7 +106,7 @@ def _extras(stage: Stage, d: Data, chalice_tf: Data) -> Data:
         aws_api_gateway_usage_plan=dict(admin=plan),
         aws_api_gateway_api_key=dict(admin=named | {"enabled": True}),
         aws_api_gateway_usage_plan_key=dict(admin=key),
-        aws_cloudwatch_metric_alarm={k.replace("-", "_"): _alarm(p) for k, p in alarms.items()},
+        aws_cloudwatch_metric_alarm=alarms,
         aws_budgets_budget=dict(daily=limit),
         aws_sqs_queue=snake(queues),
         aws_iam_role=dict(device_messages_rule=iot_role),
