@@ -1,12 +1,9 @@
 """Limits sized to the legitimate load, and what a day-long flood at them costs (`iot-playground
-capacity [--write | --check]`: the arithmetic; config.json's throttle and reserved concurrency).
-
-The legitimate worst case (docs/frontend.md): every run the stage allows, 100 sensors
+capacity`). The legitimate worst case (docs/frontend.md): every run the stage allows, 100 sensors
 posting a reading each every 200 ms, all at once each round, plus each open tab polling `running`
-and `can-start` every second and `infra/latest-deployment` every 5 s; the frontend stops a run at
-the first non-2xx. A flood buys at most: requests at the throttle, every reserved execution busy
-all day, every table and index at its on-demand maximum (a reading is one item under 1 KB: 1 WRU
-whatever the request, so the batch route is held by the readings table's maximum).
+and `can-start` every second and `infra/latest-deployment` every 5 s. A flood buys at most: requests
+at the throttle, every reserved execution busy all day, every table and index at its on-demand
+maximum (a reading is one item under 1 KB: 1 WRU whatever the request).
 """
 
 from __future__ import annotations

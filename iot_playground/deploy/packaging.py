@@ -1,8 +1,7 @@
-"""`make package` / `make package-tf`: a stage's artifacts, with no AWS account: `chalice package`
-with cfn_template.py's merge template (dist/<stage>/), or Terraform with tf_template.py's files
-(dist/<stage>-terraform/). Powertools is AWS's public layer of the release requirements-dev.txt
-pins (layer 40 is 3.37.0: `aws ssm get-parameter --name /aws/service/powertools/python/x86_64/
-python3.11/3.37.0`); Chalice 1.34 packages for its own interpreter, which must be `lambda_runtime`.
+"""`make package` / `make package-tf`: `chalice package` with cfn_template.py's merge template, or
+Terraform with tf_template.py's files, with no AWS account. Powertools is AWS's public layer of the pinned
+release (`aws ssm get-parameter --name /aws/service/powertools/python/x86_64/python3.11/3.37.0`: 40);
+Chalice 1.34 packages for its own interpreter, which must be `lambda_runtime`.
 """
 
 from __future__ import annotations

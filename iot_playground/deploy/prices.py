@@ -1,10 +1,6 @@
-"""AWS list prices the cost figures use: eu-west-3 (Paris), on-demand, USD, dated.
-
-One place for every unit price (`benchmarks/cost.py`'s monthly bills behind `make bench` and
-docs/cost.md, `capacity.py`'s denial-of-wallet ceiling). Each price names where it is
-published; the figures are those pages as the author knew them on AS_OF, not fetched by any
-code here (no network): check the pages before quoting a total, and change a price here, once,
-when it moves.
+"""AWS list prices the cost figures use (`benchmarks/cost.py`, `capacity.py`): eu-west-3 (Paris),
+on-demand, USD, as their pages stood on AS_OF, not fetched: check the pages before quoting a total,
+and change a price here, once, when it moves.
 """
 
 from __future__ import annotations

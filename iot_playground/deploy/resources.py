@@ -125,19 +125,6 @@ def reports_bucket(name: str) -> Data:
     return dict(name=name, lifecycle=lifecycle, cors=[cors], policy=policy) | settings
 
 
-def gateway_responses(stage: Stage) -> list[Data]:
-    origins = [o.strip() for o in stage.environment.get("CORS_ORIGIN", "*").split(",") if o.strip()]
-    details, found = ', "details": {"responseType": "$context.error.responseType"}', []
-    for kind, status, code, message in GATEWAY_RESPONSES:
-        text = json.dumps(message) if message else "$context.error.messageString"  # API Gateway's own
-        body = f'{{"error": "{code}", "message": {text}{"" if message else details}}}'
-        headers = {"Retry-After": "'1'"} if kind == "THROTTLED" else {}
-        if len(origins) == 1:  # with several, API Gateway cannot pick the request's own
-            headers["Access-Control-Allow-Origin"] = f"'{origins[0]}'"
-        found.append(dict(type=kind, status=status, template=body, headers=headers))
-    return found
-
-
 def alarms(stage: Stage, table_keys: list[str], functions: dict[str, str], dlq: Data) -> list[Data]:
     """Any Lambda error or DynamoDB throttle (a table at its maximum), 5 API 5xx in 5 minutes, a message
     in `dlq`: each PutMetricAlarm's parameters (AWS::CloudWatch::Alarm's properties), what it watches."""
@@ -228,6 +215,15 @@ def describe(stage: Stage) -> Data:
     prefix, functions = f"{stage.app_name}-{stage.name}", stage.function_names()
     what = f"{stage.app_name} {stage.name}: operators' key for the routes with api_key_required"
     usd = max(1, round(capacity.ceiling(stage, found)["total"] * BUDGET_SHARE))
+    origins = [o.strip() for o in stage.environment.get("CORS_ORIGIN", "*").split(",") if o.strip()]
+    details, responses = ', "details": {"responseType": "$context.error.responseType"}', []
+    for kind, status, code, message in GATEWAY_RESPONSES:
+        text = json.dumps(message) if message else "$context.error.messageString"  # API Gateway's own
+        body = f'{{"error": "{code}", "message": {text}{"" if message else details}}}'
+        headers = {"Retry-After": "'1'"} if kind == "THROTTLED" else {}
+        if len(origins) == 1:  # with several, API Gateway cannot pick the request's own
+            headers["Access-Control-Allow-Origin"] = f"'{origins[0]}'"
+        responses.append(dict(type=kind, status=status, template=body, headers=headers))
     return dict(
         prefix=prefix,
         functions=functions,  # the app's function -> its Lambda's name, as `chalice deploy` gives it
@@ -237,7 +233,7 @@ def describe(stage: Stage) -> Data:
         bucket=reports_bucket(stage.app_settings.reports_bucket),
         throttle=dict(rate=stage.throttling.rate_limit, burst=stage.throttling.burst_limit),
         admin=dict(name=f"{prefix}-admin", description=what, throttle=ADMIN_THROTTLE),
-        gateway_responses=gateway_responses(stage),
+        gateway_responses=responses,
         device_messages=(mqtt := device_messages(stage, prefix)),
         alarms=alarms(stage, [t["key"] for t in found], functions, mqtt["queues"]["device_messages_dlq"]),
         budget=dict(name=f"{prefix}-daily", usd=usd, percent=100),
