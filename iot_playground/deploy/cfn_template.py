@@ -87,11 +87,9 @@ def _extras(d: Data) -> Data:
     found["AdminApiKey"] = _resource("ApiGateway::ApiKey", key)
     member = dict(KeyId={"Ref": "AdminApiKey"}, KeyType="API_KEY", UsagePlanId={"Ref": "AdminUsagePlan"})
     found["AdminUsagePlanKey"] = _resource("ApiGateway::UsagePlanKey", member)
-    limit = dict(BudgetName=budget["name"], BudgetType="COST", TimeUnit="DAILY")
-    limit["BudgetLimit"] = dict(Amount=budget["usd"], Unit="USD")
-    note = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=budget["percent"])
+    limit = budget["limit"] | dict(BudgetLimit=dict(Amount=budget["usd"], Unit="USD"))
     email = [dict(SubscriptionType="EMAIL", Address={"Ref": "BudgetEmail"})]
-    alerts = _if("BudgetEmail", [dict(Notification=note, Subscribers=email)])
+    alerts = _if("BudgetEmail", [dict(Notification=budget["alert"], Subscribers=email)])
     budget = dict(Budget=limit, NotificationsWithSubscribers=alerts)
     found["DailyBudget"] = _resource("Budgets::Budget", budget)
     found |= {function_id(key): _resource("SQS::Queue", queue) for key, queue in mqtt["queues"].items()}

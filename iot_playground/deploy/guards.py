@@ -282,21 +282,19 @@ def watch_steps(d: Data, session: Any, account: str, topic: str | None, email: s
         have = partial(_set, get(cloudwatch.describe_alarms, "MetricAlarms", AlarmNames=[alarm["AlarmName"]]))
         put = partial(cloudwatch.put_metric_alarm, **alarm)
         steps.append((f"alarm {alarm['AlarmName']}", have, alarm, put))
-    named, percent = {"AccountId": account, "BudgetName": budget["name"]}, budget["percent"]
-    limit = dict(BudgetName=budget["name"], TimeUnit="DAILY", BudgetType="COST")
-    limit["BudgetLimit"] = {"Amount": str(budget["usd"]), "Unit": "USD"}
+    named = {"AccountId": account, "BudgetName": budget["name"]}
+    limit = budget["limit"] | {"BudgetLimit": {"Amount": str(budget["usd"]), "Unit": "USD"}}
     amount = get(budgets.describe_budget, "Budget", "BudgetLimit", "Amount", **named)
     create = partial(budgets.create_budget, AccountId=account, Budget=limit)
     update = partial(budgets.update_budget, AccountId=account, NewBudget=limit)
     what, usd = f"budget {budget['name']}: ${budget['usd']} a day", budget["usd"]
     steps.append((what, lambda: float(amount() or 0), usd, lambda: (update if amount() else create)()))
     if email:
-        alert = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=percent)
         notes = get(budgets.describe_notifications_for_budget, "Notifications", **named)
         to = [{"SubscriptionType": "EMAIL", "Address": email}]
-        notify = partial(budgets.create_notification, **named, Notification=alert, Subscribers=to)
+        notify = partial(budgets.create_notification, **named, Notification=budget["alert"], Subscribers=to)
         what = f"budget {budget['name']}: alert {email}"
-        steps.append((what, lambda: any(same(alert, n) for n in notes() or []), True, notify))
+        steps.append((what, lambda: any(same(budget["alert"], n) for n in notes() or []), True, notify))
     return steps
 
 

@@ -215,6 +215,8 @@ def describe(stage: Stage) -> Data:
     prefix, functions = f"{stage.app_name}-{stage.name}", stage.function_names()
     what = f"{stage.app_name} {stage.name}: operators' key for the routes with api_key_required"
     usd = max(1, round(capacity.ceiling(stage, found)["total"] * BUDGET_SHARE))
+    limit = dict(BudgetName=f"{prefix}-daily", BudgetType="COST", TimeUnit="DAILY")  # and "USD" BudgetLimit
+    alert = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=100)  # % of usd
     origins = [o.strip() for o in stage.environment.get("CORS_ORIGIN", "*").split(",") if o.strip()]
     details, responses = ', "details": {"responseType": "$context.error.responseType"}', []
     for kind, status, code, message in GATEWAY_RESPONSES:
@@ -236,7 +238,7 @@ def describe(stage: Stage) -> Data:
         gateway_responses=responses,
         device_messages=(mqtt := device_messages(stage, prefix)),
         alarms=alarms(stage, [t["key"] for t in found], functions, mqtt["queues"]["device_messages_dlq"]),
-        budget=dict(name=f"{prefix}-daily", usd=usd, percent=100),
+        budget=dict(name=limit["BudgetName"], usd=usd, limit=limit, alert=alert),
     )
 
 

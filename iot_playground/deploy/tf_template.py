@@ -76,11 +76,11 @@ def _extras(stage: Stage, d: Data, chalice_tf: Data) -> Data:
     plan["throttle_settings"] = snake(admin["throttle"])
     key = dict(key_id="${aws_api_gateway_api_key.admin.id}", key_type="API_KEY")
     key["usage_plan_id"] = "${aws_api_gateway_usage_plan.admin.id}"
-    alert = dict(notification_type="ACTUAL", comparison_operator="GREATER_THAN", threshold=budget["percent"])
-    alert |= dict(threshold_type="PERCENTAGE", subscriber_email_addresses=["${notification.value}"])
+    alert = snake(budget["alert"]) | dict(threshold_type="PERCENTAGE")
+    alert["subscriber_email_addresses"] = ["${notification.value}"]
     each_email = {"for_each": '${var.budget_email == "" ? [] : [var.budget_email]}', "content": alert}
-    limit = dict(name=budget["name"], budget_type="COST", time_unit="DAILY", limit_unit="USD")
-    limit |= dict(limit_amount=str(budget["usd"]), dynamic={"notification": each_email})
+    limit = snake(budget["limit"]) | dict(limit_unit="USD", limit_amount=str(budget["usd"]))
+    limit |= dict(name=limit.pop("budget_name"), dynamic={"notification": each_email})
     alarms = {}
     for a in d["alarms"]:  # aws_cloudwatch_metric_alarm's arguments from PutMetricAlarm's parameters
         alarm: Data = snake(a["properties"])
