@@ -49,9 +49,8 @@ def sizing(stage: Stage) -> dict[str, Any]:
         "RUNS_TABLE": (runs_reads, SMALL_UNITS),
         "IDEMPOTENCY_TABLE": (SMALL_UNITS, SMALL_UNITS),
     }
-    caps = {
-        k: {"MaxReadRequestUnits": _ceil(r), "MaxWriteRequestUnits": _ceil(w)} for k, (r, w) in units.items()
-    }
+    kinds = ("MaxReadRequestUnits", "MaxWriteRequestUnits")
+    caps = {k: dict(zip(kinds, map(_ceil, pair), strict=True)) for k, pair in units.items()}
     load = {"runs": runs, "tabs": tabs, "readings": readings}
     return load | {"rate": rate, "burst": burst, "reserved": reserved, "throughput": caps}
 

@@ -67,11 +67,11 @@ def _extras(d: Data) -> Data:
         rule |= dict(ExpirationInDays=r["Expiration"]["Days"])
         rules.append(rule | {"AbortIncompleteMultipartUpload": r["AbortIncompleteMultipartUpload"]})
     cors = [{("MaxAge" if k == "MaxAgeSeconds" else k): v for k, v in r.items()} for r in b["cors"]]
-    sse = [dict(ServerSideEncryptionByDefault=dict(SSEAlgorithm=b["sse"]))]
+    sse = [{k.removeprefix("Apply"): v for k, v in r.items()} for r in b["encryption"]["Rules"]]
     bucket = dict(BucketName=b["name"], PublicAccessBlockConfiguration=b["public_access_block"])
     bucket |= dict(BucketEncryption=dict(ServerSideEncryptionConfiguration=sse))
-    bucket |= dict(CorsConfiguration=dict(CorsRules=cors), LifecycleConfiguration=dict(Rules=rules))
-    bucket |= dict(OwnershipControls=dict(Rules=[dict(ObjectOwnership=b["ownership"])]))
+    bucket |= dict(OwnershipControls=b["ownership"], CorsConfiguration=dict(CorsRules=cors))
+    bucket["LifecycleConfiguration"] = dict(Rules=rules)
     found[BUCKET_ID] = _resource("S3::Bucket", bucket, "Delete")  # a day of downloads: may go with the stack
     bucket_policy = dict(Bucket={"Ref": BUCKET_ID}, PolicyDocument=b["policy"])
     found[f"{BUCKET_ID}Policy"] = _resource("S3::BucketPolicy", bucket_policy)

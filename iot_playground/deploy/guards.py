@@ -120,10 +120,8 @@ def bucket_steps(s3: Any, b: Data, durable: bool) -> list[Step]:
         s3.put_bucket_cors(**bucket, CORSConfiguration={"CORSRules": b["cors"]})
         if durable:
             s3.put_public_access_block(**bucket, PublicAccessBlockConfiguration=b["public_access_block"])
-            owner = {"Rules": [{"ObjectOwnership": b["ownership"]}]}
-            s3.put_bucket_ownership_controls(**bucket, OwnershipControls=owner)
-            sse = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": b["sse"]}}]}
-            s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=sse)
+            s3.put_bucket_ownership_controls(**bucket, OwnershipControls=b["ownership"])
+            s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=b["encryption"])
             s3.put_bucket_policy(**bucket, Policy=json.dumps(b["policy"]))
 
     return [(f"{b['name']}: create bucket", get(s3.head_bucket, **bucket), {}, create)]  # as tables' `{}`

@@ -120,7 +120,8 @@ def reports_bucket(name: str) -> Data:
     cors = dict(AllowedMethods=["GET"], AllowedOrigins=["*"], AllowedHeaders=["*"], MaxAgeSeconds=3000)
     policy = {"Version": "2012-10-17", "Statement": [deny]}
     lifecycle = [dict(ID="expire-downloads", Status="Enabled", Filter={"Prefix": ""}, **expire)]
-    settings: Data = dict(ownership="BucketOwnerEnforced", sse="AES256")
+    settings: Data = dict(ownership={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    settings["encryption"] = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
     settings["public_access_block"] = dict.fromkeys(blocks, True)
     return dict(name=name, lifecycle=lifecycle, cors=[cors], policy=policy) | settings
 

@@ -48,10 +48,10 @@ def _table(t: Data) -> Data:
 def _bucket(b: Data) -> Data:
     """The bucket and one resource a setting, as the AWS provider wants them. Only downloads of
     the last day live there: `terraform destroy` may empty it."""
-    sse = {"Rule": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": b["sse"]}}]}
+    sse = {"Rule": b["encryption"]["Rules"]}  # the provider's blocks are singular: a "rule" each
     kinds = dict(PublicAccessBlock=b["public_access_block"], ServerSideEncryptionConfiguration=sse)
     kinds |= dict(LifecycleConfiguration={"Rule": b["lifecycle"]}, CorsConfiguration={"CorsRule": b["cors"]})
-    kinds["OwnershipControls"] = {"Rule": {"ObjectOwnership": b["ownership"]}}
+    kinds["OwnershipControls"] = {"Rule": b["ownership"]["Rules"][0]}
     # S3 refuses a bucket policy while the public access block is being set.
     policy = dict(policy=json.dumps(b["policy"]), depends_on=["aws_s3_bucket_public_access_block.reports"])
     kinds = snake(kinds | dict(Policy=policy))
