@@ -205,7 +205,8 @@ def textbox(name: str, label: str, default: str, description: str) -> J:
     return variable | {"current": option, "options": [option], "hide": 0}
 
 
-def variables(stage: Stage) -> list[J]:
+def build() -> J:
+    stage, names = stage_names()
     source: J = {"name": DATASOURCE_VARIABLE, "label": "CloudWatch", "type": "datasource"}
     source["query"] = "cloudwatch"
     source |= {"current": {}, "options": [], "refresh": 1, "regex": "", "hide": 0}
@@ -214,7 +215,7 @@ def variables(stage: Stage) -> list[J]:
     types["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
     options = [{"selected": False, "text": t, "value": t} for t in MEASUREMENT_FIELDS]
     types["options"] = [{"selected": True, "text": "All", "value": "$__all"}, *options]
-    return [
+    variables = [
         source,
         textbox(links.STAGE_VARIABLE, "Stage", DEPLOY_STAGES[0], "Deployment stage: its names, logs."),
         textbox(API_NAME_VARIABLE, "API name", stage.app_name, "API Gateway REST API name (the app's)."),
@@ -224,10 +225,6 @@ def variables(stage: Stage) -> list[J]:
         textbox(links.SENSOR_VARIABLE, "Sensor", ALL, "Sensor id; * for every sensor (a series each)."),
         types,
     ]
-
-
-def build() -> J:
-    stage, names = stage_names()
     annotation = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True}
     annotation |= {"hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts"}
     board: J = {"uid": links.DASHBOARD_UID, "title": links.DASHBOARD_TITLE}
@@ -237,7 +234,7 @@ def build() -> J:
     board |= {"timezone": "browser", "time": {"from": "now-1h", "to": "now"}, "liveNow": False, "links": []}
     board |= {"refresh": f"{REFRESH_SECONDS // 60}m", "fiscalYearStartMonth": 0}
     board["annotations"] = {"list": [annotation | {"type": "dashboard"}]}
-    board["templating"] = {"list": variables(stage)}
+    board["templating"] = {"list": variables}
     board["panels"] = [{"id": n, **p} for n, p in enumerate(panels(stage, names), start=1)]
     return board
 
