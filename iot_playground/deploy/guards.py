@@ -99,7 +99,7 @@ def table_steps(client: Any, t: Data, durable: bool) -> list[Step]:
             update = {"IndexName": index["name"], "OnDemandThroughput": units}
             client.update_table(**table, GlobalSecondaryIndexUpdates=[{"Update": update}])
 
-    # Any answer is the table's: `{}` is all it needs to hold.
+    # Wanted, `{}`: any answer at all, so the table exists.
     steps: list[Step] = [(f"{name}: create table", get(client.describe_table, **table), {}, create)]
     if durable:
         caps = f"{units['MaxReadRequestUnits']} RRU/s, {units['MaxWriteRequestUnits']} WRU/s (and each index)"
@@ -124,7 +124,7 @@ def bucket_steps(s3: Any, b: Data, durable: bool) -> list[Step]:
             s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=b["encryption"])
             s3.put_bucket_policy(**bucket, Policy=json.dumps(b["policy"]))
 
-    return [(f"{b['name']}: create bucket", get(s3.head_bucket, **bucket), {}, create)]  # as tables' `{}`
+    return [(f"{b['name']}: create bucket", get(s3.head_bucket, **bucket), {}, create)]  # `{}`: it exists
 
 
 def ensure_tables(client: Any, settings: Any) -> list[str]:
