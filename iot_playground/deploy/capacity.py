@@ -1,12 +1,9 @@
 """Limits sized to the legitimate load, and what a day-long flood at them costs (`iot-playground
-capacity [--write | --check]`: the arithmetic; config.json's throttle and reserved concurrency).
-
-The legitimate worst case (docs/frontend.md): every run the stage allows, 100 sensors
+capacity`). The legitimate worst case (docs/frontend.md): every run the stage allows, 100 sensors
 posting a reading each every 200 ms, all at once each round, plus each open tab polling `running`
-and `can-start` every second and `infra/latest-deployment` every 5 s; the frontend stops a run at
-the first non-2xx. A flood buys at most: requests at the throttle, every reserved execution busy
-all day, every table and index at its on-demand maximum (a reading is one item under 1 KB: 1 WRU
-whatever the request, so the batch route is held by the readings table's maximum).
+and `can-start` every second and `infra/latest-deployment` every 5 s. A flood buys at most: requests
+at the throttle, every reserved execution busy all day, every table and index at its on-demand
+maximum (a reading is one item under 1 KB: 1 WRU whatever the request).
 """
 
 from __future__ import annotations
@@ -52,9 +49,8 @@ def sizing(stage: Stage) -> dict[str, Any]:
         "RUNS_TABLE": (runs_reads, SMALL_UNITS),
         "IDEMPOTENCY_TABLE": (SMALL_UNITS, SMALL_UNITS),
     }
-    caps = {
-        k: {"MaxReadRequestUnits": _ceil(r), "MaxWriteRequestUnits": _ceil(w)} for k, (r, w) in units.items()
-    }
+    kinds = ("MaxReadRequestUnits", "MaxWriteRequestUnits")
+    caps = {k: dict(zip(kinds, map(_ceil, pair), strict=True)) for k, pair in units.items()}
     load = {"runs": runs, "tabs": tabs, "readings": readings}
     return load | {"rate": rate, "burst": burst, "reserved": reserved, "throughput": caps}
 
@@ -98,21 +94,16 @@ def describe(stage: Stage) -> str:
     )
 
 
-def apply(config: dict[str, Any]) -> dict[str, Any]:
-    """config.json with every deploy stage's throttle and reserved concurrency derived."""
+def reconcile_config(*, write: bool = False, check: bool = False) -> int:
+    """`iot-playground capacity`: print each stage's arithmetic; write (or check) config.json's
+    throttle and reserved concurrency, derived."""
+    config = load_config()
+    print("\n".join(describe(Stage.load(name, config)) for name in DEPLOY_STAGES))
     updated: dict[str, Any] = json.loads(json.dumps(config))
     for name in DEPLOY_STAGES:
         s = sizing(Stage.load(name, config))
         throttle = {"rate_limit": s["rate"], "burst_limit": s["burst"]}
         updated["stages"][name] |= {THROTTLING_KEY: throttle, "reserved_concurrency": s["reserved"]}
-    return updated
-
-
-def reconcile_config(*, write: bool = False, check: bool = False) -> int:
-    """`iot-playground capacity`: print each stage's arithmetic; write (or check) config.json's values."""
-    config = load_config()
-    print("\n".join(describe(Stage.load(name, config)) for name in DEPLOY_STAGES))
-    updated = apply(config)
     if write and updated != config:
         CONFIG_PATH.write_text(json.dumps(updated, indent=2) + "\n")
     if updated == config or write:

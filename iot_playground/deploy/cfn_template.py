@@ -1,7 +1,5 @@
-"""The description (resources.py) as the template `chalice package --merge-template` merges.
-
-Adds the tables, reports bucket, admin usage plan and key, alarms, daily budget, devices' queues and
-topic rule; patches Chalice's API (throttle, tracing, gateway responses), functions (name, secret,
+"""The description (resources.py) as the template `chalice package --merge-template` merges: its extra
+resources, and patches to Chalice's API (throttle, tracing, gateway responses), functions (name, secret,
 SQS event), log groups and roles (their policy naming the stack's own resources).
 """
 
@@ -29,10 +27,6 @@ def table_id(key: str) -> str:
     return function_id(f"{key}-table")
 
 
-def log_group_id(function: str) -> str:
-    return function_id(f"{function}-log-group")
-
-
 def _if(parameter: str, value: Any) -> Data:
     return {"Fn::If": [f"Has{parameter}", value, {"Ref": "AWS::NoValue"}]}
 
@@ -42,7 +36,7 @@ REFS: dict[str, Any] = {
     "table_arn": lambda key: {"Fn::GetAtt": [table_id(key), "Arn"]},
     "index_arn": lambda key: {"Fn::Sub": f"${{{table_id(key)}.Arn}}/index/*"},
     "function_name": lambda function: {"Ref": function_id(function)},
-    "log_group_arn": lambda function: {"Fn::GetAtt": [log_group_id(function), "Arn"]},
+    "log_group_arn": lambda function: {"Fn::GetAtt": [function_id(f"{function}-log-group"), "Arn"]},
     "bucket_arn": lambda _: {"Fn::GetAtt": [BUCKET_ID, "Arn"]},
     "objects_arn": lambda _: {"Fn::Sub": f"${{{BUCKET_ID}.Arn}}/*"},
     "alarm_actions": lambda _: _if("AlarmTopicArn", [{"Ref": "AlarmTopicArn"}]),
@@ -60,7 +54,7 @@ def _resource(kind: str, properties: Data, keep: str = "") -> Data:
 
 def _extras(d: Data) -> Data:
     """The resources Chalice does not generate."""
-    found, b, admin, budget = {}, d["bucket"], d["admin"], d["budget"]
+    found, b, admin, budget, mqtt = {}, d["bucket"], d["admin"], d["budget"], d["device_messages"]
     safe = dict(PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
     safe["SSESpecification"] = {"SSEEnabled": True}  # the AWS-managed KMS key
     for t in d["tables"]:  # data outlives the stack: deleting or replacing it keeps the table
@@ -73,11 +67,10 @@ def _extras(d: Data) -> Data:
         rule |= dict(ExpirationInDays=r["Expiration"]["Days"])
         rules.append(rule | {"AbortIncompleteMultipartUpload": r["AbortIncompleteMultipartUpload"]})
     cors = [{("MaxAge" if k == "MaxAgeSeconds" else k): v for k, v in r.items()} for r in b["cors"]]
-    sse = [dict(ServerSideEncryptionByDefault=dict(SSEAlgorithm=b["sse"]))]
+    sse = [{k.removeprefix("Apply"): v for k, v in r.items()} for r in b["encryption"]["Rules"]]
     bucket = dict(BucketName=b["name"], PublicAccessBlockConfiguration=b["public_access_block"])
     bucket |= dict(BucketEncryption=dict(ServerSideEncryptionConfiguration=sse))
-    bucket |= dict(CorsConfiguration=dict(CorsRules=cors))
-    bucket |= dict(OwnershipControls=dict(Rules=[dict(ObjectOwnership=b["ownership"])]))
+    bucket |= dict(OwnershipControls=b["ownership"], CorsConfiguration=dict(CorsRules=cors))
     bucket["LifecycleConfiguration"] = dict(Rules=rules)
     found[BUCKET_ID] = _resource("S3::Bucket", bucket, "Delete")  # a day of downloads: may go with the stack
     bucket_policy = dict(Bucket={"Ref": BUCKET_ID}, PolicyDocument=b["policy"])
@@ -94,19 +87,16 @@ def _extras(d: Data) -> Data:
     found["AdminApiKey"] = _resource("ApiGateway::ApiKey", key)
     member = dict(KeyId={"Ref": "AdminApiKey"}, KeyType="API_KEY", UsagePlanId={"Ref": "AdminUsagePlan"})
     found["AdminUsagePlanKey"] = _resource("ApiGateway::UsagePlanKey", member)
-    limit = dict(BudgetName=budget["name"], BudgetType="COST", TimeUnit="DAILY")
-    limit["BudgetLimit"] = dict(Amount=budget["usd"], Unit="USD")
-    note = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=budget["percent"])
+    limit = budget["limit"] | dict(BudgetLimit=dict(Amount=budget["usd"], Unit="USD"))
     email = [dict(SubscriptionType="EMAIL", Address={"Ref": "BudgetEmail"})]
-    alerts = _if("BudgetEmail", [dict(Notification=note, Subscribers=email)])
+    alerts = _if("BudgetEmail", [dict(Notification=budget["alert"], Subscribers=email)])
     budget = dict(Budget=limit, NotificationsWithSubscribers=alerts)
     found["DailyBudget"] = _resource("Budgets::Budget", budget)
-    mqtt, role = d["device_messages"], d["device_messages"]["role"]
     found |= {function_id(key): _resource("SQS::Queue", queue) for key, queue in mqtt["queues"].items()}
-    policies = [dict(PolicyName=role["name"], PolicyDocument=role["policy"])]
-    role = dict(AssumeRolePolicyDocument=role["trust"], Policies=policies)
-    found |= {RULE_ROLE_ID: _resource("IAM::Role", role), RULE_ID: _resource("IoT::TopicRule", mqtt["rule"])}
-    return found
+    policies = [dict(PolicyName=mqtt["role"]["name"], PolicyDocument=mqtt["role"]["policy"])]
+    role = dict(AssumeRolePolicyDocument=mqtt["role"]["trust"], Policies=policies)
+    found[RULE_ROLE_ID] = _resource("IAM::Role", role)
+    return found | {RULE_ID: _resource("IoT::TopicRule", mqtt["rule"])}
 
 
 def merge_template(stage: Stage) -> Data:
@@ -122,7 +112,8 @@ def merge_template(stage: Stage) -> Data:
             event = mqtt["mapping"] | {"Queue": REFS["queue_arn"]("device_messages")}
             resources[own]["Properties"]["Events"] = {f"{own}SqsEventSource": {"Properties": event}}
         # Named, not derived from the function: the role grants on the group, the function needs the role.
-        resources[log_group_id(function)] = {"Properties": dict(LogGroupName=f"/aws/lambda/{name}")}
+        group = {"Properties": dict(LogGroupName=f"/aws/lambda/{name}")}
+        resources[function_id(f"{function}-log-group")] = group
     throttle = dict(ThrottlingRateLimit=d["throttle"]["rate"], ThrottlingBurstLimit=d["throttle"]["burst"])
     responses = {}  # SAM writes them into the API definition: a deployment carries them
     for r in d["gateway_responses"]:
@@ -133,18 +124,13 @@ def merge_template(stage: Stage) -> Data:
     api = dict(TracingEnabled=d["xray"], GatewayResponses=responses, MethodSettings=[settings])
     resources[REST_API_ID] = {"Properties": api}
     outputs: Data = {f"{table_id(t['key'])}Name": {"Value": {"Ref": table_id(t["key"])}} for t in d["tables"]}
-    outputs |= {
-        "AdminApiKeyId": {"Value": {"Ref": "AdminApiKey"}},
-        "ReportsBucketName": {"Value": {"Ref": BUCKET_ID}},
-    }
+    outputs["AdminApiKeyId"] = {"Value": {"Ref": "AdminApiKey"}}
+    outputs["ReportsBucketName"] = {"Value": {"Ref": BUCKET_ID}}
     if stage.settings.get("api_gateway_custom_domain"):  # beside Chalice's EndpointURL, usable at once
         outputs["ApiUrl"] = {"Value": {"Fn::Sub": f"https://${{{CUSTOM_DOMAIN_ID}}}/"}}
         outputs["RegionalDomainName"] = {"Value": {"Fn::GetAtt": [CUSTOM_DOMAIN_ID, "RegionalDomainName"]}}
-    parameters: Data = {
-        n: dict(Type="String", Default="", Description=f"{w}; or none") for n, w in OPTIONAL.items()
-    }
-    token: Data = dict(Type="String", NoEcho=True, MinLength=32)
-    parameters[SECRET_PARAMETER] = token | dict(Description=SECRET_DESCRIPTION)
+    optional = dict(Type="String", Default="")
+    params: Data = {n: optional | dict(Description=f"{w}; or none") for n, w in OPTIONAL.items()}
+    params[SECRET_PARAMETER] = dict(Type="String", NoEcho=True, MinLength=32, Description=SECRET_DESCRIPTION)
     conditions = {f"Has{name}": {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]} for name in OPTIONAL}
-    resources = resolve(resources, REFS)
-    return dict(Parameters=parameters, Conditions=conditions, Resources=resources, Outputs=outputs)
+    return dict(Parameters=params, Conditions=conditions, Resources=resolve(resources, REFS), Outputs=outputs)

@@ -1,20 +1,14 @@
-"""Builds `grafana/dashboards/iot-serverless.json` from the facts the code owns.
-
-Readings panels read the API's EMF lines (`chalicelib.emf_spec`) with CloudWatch Logs Insights
-in the API handler's log group; the one custom metric (`DataIngested` by `Stage`) draws the
-stage's ingestion. Uid and variable names come from `chalicelib.grafana` (run links use them),
-function, table and API stage names from `.chalice/config.json`, templated over `${Stage}`.
-No account or ARN, and the datasource is a variable: the file imports as is.
-
-    iot-playground dashboard          # rewrite the committed file
-    iot-playground dashboard --check  # exit 1 if it is out of date
+"""Builds `grafana/dashboards/iot-serverless.json` from the facts the code owns (`iot-playground
+dashboard` rewrites it, `--check` exits 1 when it is out of date). Readings panels read the API's EMF
+lines (`chalicelib.emf_spec`) with Logs Insights in the API handler's log group; the one custom metric
+(`DataIngested` by `Stage`) draws the stage's ingestion. Names come from `.chalice/config.json`,
+templated over `${Stage}`; no account or ARN, and the datasource is a variable: the file imports as is.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 # The names the app owns (the EMF line, the run links' uid and variables): imported here only.
@@ -60,38 +54,21 @@ def var(name: str) -> str:
     return f"${{{name}}}"
 
 
-@dataclass(frozen=True, slots=True)
-class StageNames:
-    """Resource names with `${Stage}` where the deployment stage goes."""
-
-    app_name: str
-    api_gateway_stage: str
-    functions: dict[str, str]  # Chalice function name -> Lambda function name template
-    tables: dict[str, str]  # logical table -> table name template
-
-
-def stage_names() -> StageNames:
-    """Templates derived from the first deployment stage, checked against every other one."""
-    first, *others = (Stage.load(name) for name in DEPLOY_STAGES)
+def stage_names() -> tuple[Stage, dict[str, str]]:
+    """The first deployment stage, and its function and table names with `${Stage}` where the stage
+    goes, checked against every other stage's."""
+    stages = [Stage.load(name) for name in DEPLOY_STAGES]
 
     def named(stage: Stage) -> dict[str, str]:
         tables = {"runs": stage.app_settings.runs_table, "readings": stage.app_settings.readings_table}
         return {**stage.function_names(), **tables}
 
-    templates = {}
-    for key, name in named(first).items():
-        if first.name not in name:
-            raise ValueError(f"{name!r} does not contain its stage {first.name!r}: cannot template it")
-        templates[key] = name.replace(first.name, STAGE_REF, 1)
-    for stage in others:
+    templates = {key: name.replace(stages[0].name, STAGE_REF, 1) for key, name in named(stages[0]).items()}
+    for stage in stages:
         for key, name in named(stage).items():
-            if templates[key].replace(STAGE_REF, stage.name) != name:
+            if STAGE_REF not in templates[key] or templates[key].replace(STAGE_REF, stage.name) != name:
                 raise ValueError(f"stage {stage.name}: {key} is {name!r}, not named like {templates[key]!r}")
-    tables = {key: templates.pop(key) for key in ("runs", "readings")}
-    return StageNames(first.app_name, first.api_stage_name, templates, tables)
-
-
-# ---- queries ------------------------------------------------------------------
+    return stages[0], templates
 
 
 def metric_query(ref: str, namespace: str, metric: str, dims: dict[str, str], stat: str, **extra: Any) -> Any:
@@ -102,7 +79,12 @@ def metric_query(ref: str, namespace: str, metric: str, dims: dict[str, str], st
     return query | {"id": "", "expression": "", "label": "", "hide": False} | extra
 
 
-def logs_query(ref: str, log_groups: list[str], expression: str, *groups: str) -> dict[str, Any]:
+def metric_queries(namespace: str, specs: list[tuple[str, dict[str, str], str, str]]) -> list[J]:
+    """A query per (metric, dimensions, statistic, label), their refIds A, B, C..."""
+    return [metric_query(chr(65 + i), namespace, *spec[:3], label=spec[3]) for i, spec in enumerate(specs)]
+
+
+def logs_query(ref: str, log_groups: list[str], expression: str, *groups: str) -> J:
     """A Logs Insights query. Log groups by name (templated), in the current and the legacy field
     (Grafana versions differ in which they send); `statsGroups` are the `stats ... by` fields
     besides the time bin: one series per value."""
@@ -126,24 +108,13 @@ def emf_expression(*commands: str) -> str:
     return chosen(pairs, f"| filter ispresent({emf.DATA_INGESTED})", *commands)
 
 
-def errors_expression() -> str:
-    """ERROR lines of the app's logger (chalicelib/logs.py: level, runId, user, requestId...)."""
-    fields = "fields @timestamp, level, message, runId, user, requestId, route, error, exception_name, "
-    pairs = [("runId", links.RUN_VARIABLE), ("user", links.USER_VARIABLE)]
-    level = '| filter level = "ERROR" or level = "CRITICAL"'
-    return chosen(pairs, level, "| sort @timestamp desc", "| limit 200", fields=fields)
-
-
-# ---- panels -------------------------------------------------------------------
-
-
-def panel(kind: str, title: str, about: str, box: Box, targets: list[Any], **rest: Any) -> dict[str, Any]:
+def panel(kind: str, title: str, about: str, box: Box, targets: list[Any], **rest: Any) -> J:
     x, y, w, h = box
     common = {"type": kind, "title": title, "description": DESCRIPTIONS[about], "datasource": DATASOURCE}
     return common | {"gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets} | rest
 
 
-def timeseries(title: str, about: str, box: Box, targets: list[Any], unit: str = "short", **rest: Any) -> Any:
+def timeseries(title: str, about: str, box: Box, targets: list[Any], unit: str = "short", **rest: Any) -> J:
     custom = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "pointSize": 4, "spanNulls": True}
     custom["showPoints"] = "always" if rest.pop("points", False) else "never"
     options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
@@ -152,129 +123,90 @@ def timeseries(title: str, about: str, box: Box, targets: list[Any], unit: str =
     return panel("timeseries", title, about, box, targets, fieldConfig=config, options=options, **rest)
 
 
-def table(title: str, about: str, box: Box, target: dict[str, Any]) -> dict[str, Any]:
+def table(title: str, about: str, box: Box, target: J) -> J:
     config = {"defaults": {"custom": {"cellOptions": {"type": "auto"}}}, "overrides": []}
     options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
     return panel("table", title, about, box, [target], fieldConfig=config, options=options)
 
 
-def run_panels(names: StageNames, y: int) -> list[dict[str, Any]]:
-    api_logs = [f"/aws/lambda/{names.functions['api_handler']}"]
-    all_logs = [f"/aws/lambda/{name}" for name in names.functions.values()]
+def row(title: str, y: int) -> J:
+    box = {"x": 0, "y": y, "w": 24, "h": 1}
+    return {"type": "row", "title": title, "collapsed": False, "gridPos": box, "panels": []}
+
+
+def panels(stage: Stage, names: dict[str, str]) -> list[J]:
+    """Rows of a run's readings and errors, of the API's and the functions' health, of the tables'."""
+    functions = [(f, names[f]) for f in stage.function_names()]
+    run, types = var(links.RUN_VARIABLE), var(links.TYPE_VARIABLE)
+    api_logs, all_logs = [f"/aws/lambda/{names['api_handler']}"], [f"/aws/lambda/{n}" for _, n in functions]
     readings = emf_expression(
-        f'| filter {emf.TYPE_FIELD} = "{var(links.TYPE_VARIABLE)}" and ispresent({emf.SENSOR_READING})',
+        f'| filter {emf.TYPE_FIELD} = "{types}" and ispresent({emf.SENSOR_READING})',
         f"| stats avg({emf.SENSOR_READING}) as reading by bin($__interval), {emf.SENSOR_FIELD}",
         "| limit 10000",
     )
     per_channel = f"| stats sum({emf.DATA_INGESTED}) as readings by bin(1m), {emf.CHANNEL_FIELD}"
     top = [f"fields {emf.RUN_FIELD}, {emf.USER_FIELD}", f"| filter ispresent({emf.DATA_INGESTED})"]
     top += [f"| stats sum({emf.DATA_INGESTED}) as readings by {emf.RUN_FIELD}, {emf.USER_FIELD}"]
+    per_run = logs_query("A", api_logs, "\n".join([*top, "| sort readings desc", "| limit 20"]))
+    # ERROR lines of the app's logger (chalicelib/logs.py: level, runId, user, requestId...).
+    fields = "fields @timestamp, level, message, runId, user, requestId, route, error, exception_name, "
+    level, last = '| filter level = "ERROR" or level = "CRITICAL"', ["| sort @timestamp desc", "| limit 200"]
+    pairs = [("runId", links.RUN_VARIABLE), ("user", links.USER_VARIABLE)]
+    errors = logs_query("A", all_logs, chosen(pairs, level, *last, fields=fields))
     ingested = {emf.STAGE_DIMENSION: STAGE_REF}
-    stage_rate = metric_query(
-        "A", emf.NAMESPACE, emf.DATA_INGESTED, ingested, "Sum", period="60", label="all"
-    )
-    repeat: J = {"repeat": links.TYPE_VARIABLE, "repeatDirection": "h", "maxPerRow": 3}
-    return [
-        timeseries(
-            f"Readings · {var(links.TYPE_VARIABLE)}",
-            "readings",
-            (0, y, 8, 8),
-            [logs_query("A", api_logs, readings, emf.SENSOR_FIELD)],
-            points=True,
-            interval="10s",
-            maxDataPoints=60,
-            **repeat,
-        ),
-        timeseries(
-            "Readings ingested per minute",
-            "ingested",
-            (0, y + 8, 8, 8),
-            [stage_rate, logs_query("B", api_logs, emf_expression(per_channel), emf.CHANNEL_FIELD)],
-        ),
-        table(
-            "Readings per run and user",
-            "per run",
-            (8, y + 8, 16, 8),
-            logs_query("A", api_logs, "\n".join([*top, "| sort readings desc", "| limit 20"])),
-        ),
-        table(
-            f"Errors · run {var(links.RUN_VARIABLE)}",
-            "errors",
-            (0, y + 16, 24, 8),
-            logs_query("A", all_logs, errors_expression()),
-        ),
-    ]
-
-
-def api_and_lambda_panels(names: StageNames, y: int) -> list[dict[str, Any]]:
+    rate = metric_query("A", emf.NAMESPACE, emf.DATA_INGESTED, ingested, "Sum", period="60", label="all")
+    by_channel = logs_query("B", api_logs, emf_expression(per_channel), emf.CHANNEL_FIELD)
+    by_sensor = logs_query("A", api_logs, readings, emf.SENSOR_FIELD)
+    each_type: J = {"points": True, "interval": "10s", "maxDataPoints": 60, "repeat": links.TYPE_VARIABLE}
+    each_type |= {"repeatDirection": "h", "maxPerRow": 3}
     api = {"ApiName": var(API_NAME_VARIABLE), "Stage": var(API_STAGE_VARIABLE)}
-    functions = list(names.functions.items())
+    gateway = [("Count", "Sum", "requests"), ("4XXError", "Sum", "4xx"), ("5XXError", "Sum", "5xx")]
+    requests = metric_queries("AWS/ApiGateway", [(m, api, stat, label) for m, stat, label in gateway])
+    latency = metric_queries("AWS/ApiGateway", [("Latency", api, p, p) for p in ("p50", "p95", "p99")])
 
-    def per_function(metric: str, stat: str, first: int = 0) -> list[dict[str, Any]]:
-        labelled = [({"FunctionName": name}, f"{f} {metric.lower()}") for f, name in functions]
-        return [
-            metric_query(chr(65 + first + i), "AWS/Lambda", metric, dims, stat, label=label)
-            for i, (dims, label) in enumerate(labelled)
-        ]
+    def per_function(*metrics: tuple[str, str]) -> list[J]:
+        specs = [(m, {"FunctionName": n}, s, f"{f} {m.lower()}") for m, s in metrics for f, n in functions]
+        return metric_queries("AWS/Lambda", specs)
 
-    def gateway(metrics: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-        return [
-            metric_query(chr(65 + i), "AWS/ApiGateway", metric, api, stat, label=label)
-            for i, (metric, stat, label) in enumerate(metrics)
-        ]
+    def per_table(*metrics: tuple[str, str]) -> list[J]:
+        specs: list[Any] = []
+        for label, n in [("runs", names["runs"]), ("readings", names["readings"])]:
+            index = f"{label} ${{PROP('Dim.GlobalSecondaryIndexName')}}"  # billed apart (runs has indexes)
+            each = [({"TableName": n}, label), ({"TableName": n, "GlobalSecondaryIndexName": ALL}, index)]
+            specs += [(m, dims, "Sum", f"{name} {short}") for m, short in metrics for dims, name in each]
+        return metric_queries("AWS/DynamoDB", specs)
 
-    invocations = per_function("Invocations", "Sum") + per_function("Errors", "Sum", len(functions))
-    requests = gateway([("Count", "Sum", "requests"), ("4XXError", "Sum", "4xx"), ("5XXError", "Sum", "5xx")])
-    latency = gateway([("Latency", p, p) for p in ("p50", "p95", "p99")])
-    concurrency = per_function("ConcurrentExecutions", "Maximum")
-    duration = per_function("Duration", "p95")
+    invocations = per_function(("Invocations", "Sum"), ("Errors", "Sum"))
+    concurrency = per_function(("ConcurrentExecutions", "Maximum"))
+    capacity = per_table(("ConsumedReadCapacityUnits", "read"), ("ConsumedWriteCapacityUnits", "write"))
+    throttles = per_table(("ReadThrottleEvents", "read"), ("WriteThrottleEvents", "write"))
     return [
-        timeseries("API latency", "latency", (0, y, 8, 8), latency, "ms"),
-        timeseries("API requests, 4xx and 5xx", "requests", (8, y, 8, 8), requests),
-        timeseries("Lambda invocations and errors", "invocations", (16, y, 8, 8), invocations),
-        timeseries("Lambda duration p95", "duration", (0, y + 8, 8, 8), duration, "ms"),
-        timeseries("Lambda throttles", "throttles", (8, y + 8, 8, 8), per_function("Throttles", "Sum")),
-        timeseries("Lambda concurrent executions", "concurrency", (16, y + 8, 8, 8), concurrency),
+        row(f"Run {run}", 0),
+        timeseries(f"Readings · {types}", "readings", (0, 1, 8, 8), [by_sensor], **each_type),
+        timeseries("Readings ingested per minute", "ingested", (0, 9, 8, 8), [rate, by_channel]),
+        table("Readings per run and user", "per run", (8, 9, 16, 8), per_run),
+        table(f"Errors · run {run}", "errors", (0, 17, 24, 8), errors),
+        row(f"API and Lambda · stage {STAGE_REF}", 25),
+        timeseries("API latency", "latency", (0, 26, 8, 8), latency, "ms"),
+        timeseries("API requests, 4xx and 5xx", "requests", (8, 26, 8, 8), requests),
+        timeseries("Lambda invocations and errors", "invocations", (16, 26, 8, 8), invocations),
+        timeseries("Lambda duration p95", "duration", (0, 34, 8, 8), per_function(("Duration", "p95")), "ms"),
+        timeseries("Lambda throttles", "throttles", (8, 34, 8, 8), per_function(("Throttles", "Sum"))),
+        timeseries("Lambda concurrent executions", "concurrency", (16, 34, 8, 8), concurrency),
+        row("DynamoDB", 42),
+        timeseries("DynamoDB consumed capacity", "capacity", (0, 43, 12, 8), capacity),
+        timeseries("DynamoDB throttle events", "throttle events", (12, 43, 12, 8), throttles),
     ]
 
 
-def dynamodb_panels(names: StageNames, y: int) -> list[dict[str, Any]]:
-    def per_table(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        targets = []
-        for label, table_name in names.tables.items():
-            for metric, short in pairs:
-                targets.append(({"TableName": table_name}, f"{label} {short}", metric))
-                # Index capacity is billed apart (the runs table has indexes).
-                gsi = {"TableName": table_name, "GlobalSecondaryIndexName": ALL}
-                targets.append((gsi, f"{label} ${{PROP('Dim.GlobalSecondaryIndexName')}} {short}", metric))
-        return [
-            metric_query(chr(65 + i), "AWS/DynamoDB", metric, dims, "Sum", label=label)
-            for i, (dims, label, metric) in enumerate(targets)
-        ]
-
-    capacity = per_table([("ConsumedReadCapacityUnits", "read"), ("ConsumedWriteCapacityUnits", "write")])
-    throttles = per_table([("ReadThrottleEvents", "read"), ("WriteThrottleEvents", "write")])
-    return [
-        timeseries("DynamoDB consumed capacity", "capacity", (0, y, 12, 8), capacity),
-        timeseries("DynamoDB throttle events", "throttle events", (12, y, 12, 8), throttles),
-    ]
-
-
-def row(title: str, y: int) -> dict[str, Any]:
-    box = {"x": 0, "y": y, "w": 24, "h": 1}
-    return {"type": "row", "title": title, "collapsed": False, "gridPos": box, "panels": []}
-
-
-# ---- variables and the dashboard ----------------------------------------------------
-
-
-def textbox(name: str, label: str, default: str, description: str) -> dict[str, Any]:
+def textbox(name: str, label: str, default: str, description: str) -> J:
     option = {"selected": True, "text": default, "value": default}
     variable = {"name": name, "label": label, "type": "textbox", "description": description, "query": default}
     return variable | {"current": option, "options": [option], "hide": 0}
 
 
-def variables(names: StageNames) -> list[dict[str, Any]]:
+def build() -> J:
+    stage, names = stage_names()
     source: J = {"name": DATASOURCE_VARIABLE, "label": "CloudWatch", "type": "datasource"}
     source["query"] = "cloudwatch"
     source |= {"current": {}, "options": [], "refresh": 1, "regex": "", "hide": 0}
@@ -283,23 +215,16 @@ def variables(names: StageNames) -> list[dict[str, Any]]:
     types["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
     options = [{"selected": False, "text": t, "value": t} for t in MEASUREMENT_FIELDS]
     types["options"] = [{"selected": True, "text": "All", "value": "$__all"}, *options]
-    return [
+    variables = [
         source,
         textbox(links.STAGE_VARIABLE, "Stage", DEPLOY_STAGES[0], "Deployment stage: its names, logs."),
-        textbox(API_NAME_VARIABLE, "API name", names.app_name, "API Gateway REST API name (the app's)."),
-        textbox(API_STAGE_VARIABLE, "API stage", names.api_gateway_stage, "API Gateway stage name."),
+        textbox(API_NAME_VARIABLE, "API name", stage.app_name, "API Gateway REST API name (the app's)."),
+        textbox(API_STAGE_VARIABLE, "API stage", stage.api_stage_name, "API Gateway stage name."),
         textbox(links.RUN_VARIABLE, "Run", ALL, "Run id; * for all runs. Run links fill it in."),
         textbox(links.USER_VARIABLE, "User", ALL, "X-User of the readings; * for all users."),
         textbox(links.SENSOR_VARIABLE, "Sensor", ALL, "Sensor id; * for every sensor (a series each)."),
         types,
     ]
-
-
-def build() -> dict[str, Any]:
-    names = stage_names()
-    panels = [row(f"Run {var(links.RUN_VARIABLE)}", 0), *run_panels(names, 1)]
-    panels += [row(f"API and Lambda · stage {STAGE_REF}", 25), *api_and_lambda_panels(names, 26)]
-    panels += [row("DynamoDB", 42), *dynamodb_panels(names, 43)]
     annotation = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True}
     annotation |= {"hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts"}
     board: J = {"uid": links.DASHBOARD_UID, "title": links.DASHBOARD_TITLE}
@@ -309,12 +234,12 @@ def build() -> dict[str, Any]:
     board |= {"timezone": "browser", "time": {"from": "now-1h", "to": "now"}, "liveNow": False, "links": []}
     board |= {"refresh": f"{REFRESH_SECONDS // 60}m", "fiscalYearStartMonth": 0}
     board["annotations"] = {"list": [annotation | {"type": "dashboard"}]}
-    board["templating"] = {"list": variables(names)}
-    board["panels"] = [{"id": n, **p} for n, p in enumerate(panels, start=1)]
+    board["templating"] = {"list": variables}
+    board["panels"] = [{"id": n, **p} for n, p in enumerate(panels(stage, names), start=1)]
     return board
 
 
-def logs_queries_per_refresh(board: dict[str, Any]) -> int:
+def logs_queries_per_refresh(board: J) -> int:
     """Logs Insights queries one refresh starts (a panel repeated over Type runs once per type)."""
     return sum(
         (len(MEASUREMENT_FIELDS) if p.get("repeat") == links.TYPE_VARIABLE else 1)

@@ -6,7 +6,6 @@ import json
 import re
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from iot_playground.common.mqtt_topics import device_topic
 
@@ -16,16 +15,6 @@ def thing_name(stage: str, run_id: str, sensor_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"iot-playground-{stage}-{run_id}-{sensor_id}")
 
 
-def policy_document(arn: str, thing: str, topic: str) -> str:
-    """Connect as the thing's client id only (with its own certificate), publish to its topic only."""
-    statements: list[dict[str, Any]] = [
-        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{thing}"},
-        {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}:topic/{topic}"},
-    ]
-    statements[0]["Condition"] = {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
 def create_device(stage: str, run_id: str, sensor_id: str, out: Path) -> dict[str, str]:
     """The policy first: if it exists (so does the device), nothing is made. Returns what to print."""
     import boto3
@@ -33,7 +22,12 @@ def create_device(stage: str, run_id: str, sensor_id: str, out: Path) -> dict[st
     iot = boto3.client("iot")
     arn = f"arn:aws:iot:{iot.meta.region_name}:{boto3.client('sts').get_caller_identity()['Account']}"
     name, topic = thing_name(stage, run_id, sensor_id), device_topic(stage, run_id, sensor_id)
-    iot.create_policy(policyName=name, policyDocument=policy_document(arn, name, topic))
+    # Connect as the thing's client id only (with its own certificate), publish to its topic only.
+    attached = {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+    connect = dict(Effect="Allow", Action="iot:Connect", Resource=f"{arn}:client/{name}", Condition=attached)
+    publish = dict(Effect="Allow", Action="iot:Publish", Resource=f"{arn}:topic/{topic}")
+    document = json.dumps({"Version": "2012-10-17", "Statement": [connect, publish]})
+    iot.create_policy(policyName=name, policyDocument=document)
     iot.create_thing(thingName=name)
     certificate = iot.create_keys_and_certificate(setAsActive=True)
     iot.attach_policy(policyName=name, target=certificate["certificateArn"])
@@ -44,13 +38,8 @@ def create_device(stage: str, run_id: str, sensor_id: str, out: Path) -> dict[st
     key_file.touch(mode=0o600)
     key_file.write_text(certificate["keyPair"]["PrivateKey"])
     endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-    return {
-        "endpoint": f"{endpoint}:8883",
-        "client id": name,
-        "topic": topic,
-        "certificate": str(cert_file),
-        "private key": str(key_file),
-    }
+    files = {"certificate": str(cert_file), "private key": str(key_file)}
+    return {"endpoint": f"{endpoint}:8883", "client id": name, "topic": topic} | files
 
 
 def delete_device(stage: str, run_id: str, sensor_id: str) -> list[str]:

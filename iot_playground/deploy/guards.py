@@ -1,9 +1,7 @@
 """The description (resources.py) applied with boto3; each step reads first and writes only what
-differs, so a second run changes nothing. `iot-playground tables --stage S [--dry-run | --delete]`
-(`make tables`, before `chalice deploy`): tables, reports bucket and device queues, created complete when
-missing. `iot-playground guards --stage S [--alarm-topic-arn ARN] [--budget-email ADDRESS] [--dry-run]`
-(`make guards`, after it; on the API of `.chalice/deployed/<stage>.json`): gateway responses (then a
-deployment), stage throttle, admin plan and key, alarms, budget, tables, queues, topic rule, SQS event.
+differs, so a second run changes nothing. `iot-playground tables` (before `chalice deploy`): tables,
+reports bucket, device queues; `iot-playground guards` (after it, on the API of
+`.chalice/deployed/<stage>.json`): the API's guards, alarms, budget, topic rule and SQS event too.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -72,8 +71,7 @@ def get(call: Callable[..., Any], *path: str, **request: Any) -> Callable[[], An
 
 
 def table_steps(client: Any, t: Data, durable: bool) -> list[Step]:
-    """The table, created complete when missing (TTL, and for a deployed stage KMS, point-in-time
-    recovery and the caps); an existing one gets its caps."""
+    """The table, created complete when missing (TTL; deployed: KMS, point-in-time recovery, caps)."""
     name, units, table = t["name"], t.get("throughput", {}), {"TableName": t["name"]}
     wait = partial(client.get_waiter("table_exists").wait, **table, WaiterConfig={"Delay": 2})
 
@@ -83,13 +81,12 @@ def table_steps(client: Any, t: Data, durable: bool) -> list[Step]:
         if t["ttl"]:
             ttl = {"Enabled": True, "AttributeName": t["ttl"]}
             client.update_time_to_live(**table, TimeToLiveSpecification=ttl)
+        backups = {"PointInTimeRecoveryEnabled": True}
         for attempt in range(5 * durable):  # right after CreateTable, backups may still be starting
-            try:
-                spec = {"PointInTimeRecoveryEnabled": True}
-                client.update_continuous_backups(**table, PointInTimeRecoverySpecification=spec)
+            with suppress(client.exceptions.ContinuousBackupsUnavailableException):
+                client.update_continuous_backups(**table, PointInTimeRecoverySpecification=backups)
                 break
-            except client.exceptions.ContinuousBackupsUnavailableException:
-                time.sleep(2 * (attempt + 1))
+            time.sleep(2 * (attempt + 1))
 
     def capped() -> list[Any]:
         have = get(client.describe_table, "Table", **table)() or {}
@@ -102,8 +99,8 @@ def table_steps(client: Any, t: Data, durable: bool) -> list[Step]:
             update = {"IndexName": index["name"], "OnDemandThroughput": units}
             client.update_table(**table, GlobalSecondaryIndexUpdates=[{"Update": update}])
 
-    exists = get(client.describe_table, **table)
-    steps: list[Step] = [(f"{name}: create table", lambda: exists() is not None, True, create)]
+    # Wanted, `{}`: any answer at all, so the table exists.
+    steps: list[Step] = [(f"{name}: create table", get(client.describe_table, **table), {}, create)]
     if durable:
         caps = f"{units['MaxReadRequestUnits']} RRU/s, {units['MaxWriteRequestUnits']} WRU/s (and each index)"
         wanted = [units] * (1 + len(t["indexes"]))
@@ -112,8 +109,8 @@ def table_steps(client: Any, t: Data, durable: bool) -> list[Step]:
 
 
 def bucket_steps(s3: Any, b: Data, durable: bool) -> list[Step]:
-    """The bucket, created complete when missing (for a deployed stage: public access blocked, owned
-    objects, encrypted, TLS only; not on a plain-HTTP local endpoint)."""
+    """The bucket, created complete when missing (deployed: public access blocked, owned objects,
+    encrypted, TLS only; not on a plain-HTTP local endpoint)."""
     bucket, region = {"Bucket": b["name"]}, s3.meta.region_name
     where = {"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}
 
@@ -123,14 +120,11 @@ def bucket_steps(s3: Any, b: Data, durable: bool) -> list[Step]:
         s3.put_bucket_cors(**bucket, CORSConfiguration={"CORSRules": b["cors"]})
         if durable:
             s3.put_public_access_block(**bucket, PublicAccessBlockConfiguration=b["public_access_block"])
-            owner = {"Rules": [{"ObjectOwnership": b["ownership"]}]}
-            s3.put_bucket_ownership_controls(**bucket, OwnershipControls=owner)
-            sse = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": b["sse"]}}]}
-            s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=sse)
-            s3.put_bucket_policy(**bucket, Policy=json.dumps(resolve(b["policy"], arn_refs({"bucket": b}))))
+            s3.put_bucket_ownership_controls(**bucket, OwnershipControls=b["ownership"])
+            s3.put_bucket_encryption(**bucket, ServerSideEncryptionConfiguration=b["encryption"])
+            s3.put_bucket_policy(**bucket, Policy=json.dumps(b["policy"]))
 
-    exists = get(s3.head_bucket, **bucket)
-    return [(f"{b['name']}: create bucket", lambda: exists() is not None, True, create)]
+    return [(f"{b['name']}: create bucket", get(s3.head_bucket, **bucket), {}, create)]  # `{}`: it exists
 
 
 def ensure_tables(client: Any, settings: Any) -> list[str]:
@@ -168,8 +162,9 @@ def device_steps(d: Data, session: Any, account: str) -> list[Step]:
 
 
 def storage_steps(d: Data, account: str, dynamodb: Any, s3: Any, sqs: Any) -> list[Step]:
+    refs = arn_refs(d, sqs.meta.region_name, account)
     steps = [step for t in d["tables"] for step in table_steps(dynamodb, t, True)]
-    steps, refs = steps + bucket_steps(s3, d["bucket"], True), arn_refs(d, sqs.meta.region_name, account)
+    steps += bucket_steps(s3, resolve(d["bucket"], refs), True)
     for key, queue in resolve(d["device_messages"]["queues"], refs).items():  # the dead letters' first
         name, url = queue.pop("QueueName"), refs["queue_url"](key)
         text = {k: json.dumps(v) if isinstance(v, dict) else str(v).lower() for k, v in queue.items()}
@@ -178,8 +173,22 @@ def storage_steps(d: Data, account: str, dynamodb: Any, s3: Any, sqs: Any) -> li
     return steps
 
 
-def delete(d: Data, dynamodb: Any, s3: Any) -> list[str]:
-    """The stage's tables and reports bucket, data and all (destroy.yml, when asked)."""
+def apply_tables(stage: str, dry_run: bool = False, delete_all: bool = False, **endpoints: str | None) -> int:
+    """`iot-playground tables`: create what is missing, or delete the tables and bucket, data and all
+    (destroy.yml, when asked); prints what changed."""
+    import boto3
+
+    d, session = describe(Stage.load(stage)), boto3.session.Session()
+    dynamodb = session.client("dynamodb", endpoint_url=endpoints.get("endpoint_url"))
+    s3 = session.client("s3", endpoint_url=endpoints.get("s3_endpoint_url"))
+    sqs, account = session.client("sqs"), session.client("sts").get_caller_identity()["Account"]
+    print(f"stage {stage}: tables {', '.join(t['name'] for t in d['tables'])}, bucket {d['bucket']['name']}")
+    if not delete_all:
+        # And the topic rule's role, long before `make guards` makes the rule: IAM's changes reach IoT late.
+        steps = storage_steps(d, account, dynamodb, s3, sqs) + device_steps(d, session, account)[:2]
+        if not converge(steps, dry_run):
+            print("no changes: the tables, bucket, queues and rule's role already match their description")
+        return 0
     gone = [t["name"] for t in d["tables"] if get(dynamodb.describe_table, TableName=t["name"])()]
     for name in gone:
         dynamodb.delete_table(TableName=name)
@@ -190,25 +199,7 @@ def delete(d: Data, dynamodb: Any, s3: Any) -> list[str]:
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
         s3.delete_bucket(Bucket=bucket)
         gone.append(bucket)
-    return gone
-
-
-def apply_tables(stage: str, dry_run: bool = False, delete_all: bool = False, **endpoints: str | None) -> int:
-    """`iot-playground tables`: create what is missing (or delete all); prints what changed."""
-    import boto3
-
-    d, session = describe(Stage.load(stage)), boto3.session.Session()
-    dynamodb = session.client("dynamodb", endpoint_url=endpoints.get("endpoint_url"))
-    s3 = session.client("s3", endpoint_url=endpoints.get("s3_endpoint_url"))
-    sqs, account = session.client("sqs"), session.client("sts").get_caller_identity()["Account"]
-    print(f"stage {stage}: tables {', '.join(t['name'] for t in d['tables'])}, bucket {d['bucket']['name']}")
-    # And the topic rule's role, long before `make guards` makes the rule: IAM's changes reach IoT late.
-    steps = storage_steps(d, account, dynamodb, s3, sqs) + device_steps(d, session, account)[:2]
-    if delete_all:
-        gone = delete(d, dynamodb, s3)
-        print(f"deleted {', '.join(gone)}" if gone else "no changes: nothing to delete")
-    elif not converge(steps, dry_run):
-        print("no changes: the tables, bucket, queues and rule's role already match their description")
+    print(f"deleted {', '.join(gone)}" if gone else "no changes: nothing to delete")
     return 0
 
 
@@ -242,9 +233,8 @@ def api_steps(d: Data, apigateway: Any, api: str, stage: str) -> list[Step]:
         put = partial(apigateway.put_gateway_response, **on_api, responseType=r["type"], **wanted)
         steps.append((f"gateway response {r['type']}", have, wanted, put))
     throttle = {"throttlingRateLimit": rate, "throttlingBurstLimit": burst, "metricsEnabled": True}
-    paths = ["throttling/rateLimit", "throttling/burstLimit", "metrics/enabled"]
-    values = zip(paths, throttle.values(), strict=True)
-    ops = [dict(op="replace", path=f"/*/*/{p}", value=str(v).lower()) for p, v in values]
+    paths = {"throttling/rateLimit": rate, "throttling/burstLimit": burst, "metrics/enabled": True}
+    ops = [dict(op="replace", path=f"/*/*/{p}", value=str(v).lower()) for p, v in paths.items()]
     settings = get(apigateway.get_stage, "methodSettings", "*/*", **on_api, stageName=stage)
     update = partial(apigateway.update_stage, **on_api, stageName=stage, patchOperations=ops)
 
@@ -284,7 +274,6 @@ def api_steps(d: Data, apigateway: Any, api: str, stage: str) -> list[Step]:
 def watch_steps(d: Data, session: Any, account: str, topic: str | None, email: str | None) -> list[Step]:
     """The alarms, and the daily budget with its alert."""
     cloudwatch, budgets, budget = session.client("cloudwatch"), session.client("budgets"), d["budget"]
-    percent = budget["percent"]
     steps: list[Step] = []
     refs = arn_refs(d) | {"alarm_actions": lambda _: [topic] if topic else []}
     for alarm in [resolve(a["properties"], refs) for a in d["alarms"]]:
@@ -292,21 +281,18 @@ def watch_steps(d: Data, session: Any, account: str, topic: str | None, email: s
         put = partial(cloudwatch.put_metric_alarm, **alarm)
         steps.append((f"alarm {alarm['AlarmName']}", have, alarm, put))
     named = {"AccountId": account, "BudgetName": budget["name"]}
-    limit = dict(BudgetName=budget["name"], TimeUnit="DAILY", BudgetType="COST")
-    limit["BudgetLimit"] = {"Amount": str(budget["usd"]), "Unit": "USD"}
+    limit = budget["limit"] | {"BudgetLimit": {"Amount": str(budget["usd"]), "Unit": "USD"}}
     amount = get(budgets.describe_budget, "Budget", "BudgetLimit", "Amount", **named)
     create = partial(budgets.create_budget, AccountId=account, Budget=limit)
     update = partial(budgets.update_budget, AccountId=account, NewBudget=limit)
-    what = f"budget {budget['name']}: ${budget['usd']} a day"
-    usd = budget["usd"]
+    what, usd = f"budget {budget['name']}: ${budget['usd']} a day", budget["usd"]
     steps.append((what, lambda: float(amount() or 0), usd, lambda: (update if amount() else create)()))
     if email:
-        alert = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=percent)
         notes = get(budgets.describe_notifications_for_budget, "Notifications", **named)
         to = [{"SubscriptionType": "EMAIL", "Address": email}]
-        notify = partial(budgets.create_notification, **named, Notification=alert, Subscribers=to)
+        notify = partial(budgets.create_notification, **named, Notification=budget["alert"], Subscribers=to)
         what = f"budget {budget['name']}: alert {email}"
-        steps.append((what, lambda: any(same(alert, n) for n in notes() or []), True, notify))
+        steps.append((what, lambda: any(same(budget["alert"], n) for n in notes() or []), True, notify))
     return steps
 
 
@@ -344,8 +330,7 @@ def run(
     account = session.client("sts").get_caller_identity()["Account"]
     steps = steps[responses:] + watch_steps(d, session, account, alarm_topic_arn, budget_email)
     steps += storage_steps(d, account, *[session.client(s) for s in ("dynamodb", "s3", "sqs")])
-    steps += device_steps(d, session, account)
-    changes += converge(steps, dry_run, report)
+    changes += converge(steps + device_steps(d, session, account), dry_run, report)
     if not changes and report:
         report(f"{stage.name}: nothing to change")
     return changes

@@ -1,8 +1,7 @@
-"""`make package` / `make package-tf`: a stage's artifacts, with no AWS account: `chalice package`
-with cfn_template.py's merge template (dist/<stage>/), or Terraform with tf_template.py's files
-(dist/<stage>-terraform/). Powertools is AWS's public layer of the release requirements-dev.txt
-pins (layer 40 is 3.37.0: `aws ssm get-parameter --name /aws/service/powertools/python/x86_64/
-python3.11/3.37.0`); Chalice 1.34 packages for its own interpreter, which must be `lambda_runtime`.
+"""`make package` / `make package-tf`: `chalice package` with cfn_template.py's merge template, or
+Terraform with tf_template.py's files, with no AWS account. Powertools is AWS's public layer of the pinned
+release (`aws ssm get-parameter --name /aws/service/powertools/python/x86_64/python3.11/3.37.0`: 40);
+Chalice 1.34 packages for its own interpreter, which must be `lambda_runtime`.
 """
 
 from __future__ import annotations
@@ -51,8 +50,7 @@ def powertools_layer(stage: Stage) -> str:
 
 
 def check_interpreter(stage: Stage, packaging_runtime: str) -> None:
-    runtime = stage_runtime(stage)
-    if packaging_runtime != runtime:
+    if packaging_runtime != (runtime := stage_runtime(stage)):
         raise RuntimeError(f"stage {stage.name} runs {runtime}: package with a {runtime} virtualenv")
 
 
@@ -89,16 +87,13 @@ def precompile(archive: Path) -> None:
         root = Path(scratch)
         with zipfile.ZipFile(archive) as bundle:
             entries = [e for e in bundle.infolist() if "__pycache__/" not in e.filename and not e.is_dir()]
-            contents = {entry.filename: bundle.read(entry) for entry in entries}
-        for name, data in contents.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_bytes(data)
+            bundle.extractall(root, entries)
         mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
         if not compileall.compile_dir(root, ddir=TASK_ROOT, quiet=1, invalidation_mode=mode):
             raise RuntimeError(f"{archive.name}: a module does not compile")
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             for entry in entries:
-                bundle.writestr(entry, contents[entry.filename])
+                bundle.writestr(entry, (root / entry.filename).read_bytes())
             for path in sorted(root.rglob("*.pyc")):
                 info = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
                 info.external_attr, info.compress_type = 0o644 << 16, zipfile.ZIP_DEFLATED
@@ -124,8 +119,8 @@ def package_terraform(stage_name: str, out: Path) -> Path:
     stage = Stage.load(stage_name)
     with tempfile.TemporaryDirectory(prefix="chalice-tf-") as scratch:
         project = Path(scratch)
+        skip = shutil.ignore_patterns("__pycache__", "deployed")
         for name in ("app.py", "requirements.txt", "chalicelib", "vendor", ".chalice"):
-            skip = shutil.ignore_patterns("__pycache__", "deployed")
             if (source := PROJECT_ROOT / name).is_dir():
                 shutil.copytree(source, project / name, ignore=skip)
             elif source.exists():

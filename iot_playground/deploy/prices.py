@@ -1,10 +1,6 @@
-"""AWS list prices the cost figures use: eu-west-3 (Paris), on-demand, USD, dated.
-
-One place for every unit price (`benchmarks/cost.py`'s monthly bills behind `make bench` and
-docs/cost.md, `capacity.py`'s denial-of-wallet ceiling). Each price names where it is
-published; the figures are those pages as the author knew them on AS_OF, not fetched by any
-code here (no network): check the pages before quoting a total, and change a price here, once,
-when it moves.
+"""AWS list prices the cost figures use (`benchmarks/cost.py`, `capacity.py`): eu-west-3 (Paris),
+on-demand, USD, as their pages stood on AS_OF, not fetched: check the pages before quoting a total,
+and change a price here, once, when it moves.
 """
 
 from __future__ import annotations
@@ -55,7 +51,7 @@ CLOUDWATCH_LOGS_INGESTION = Price(
     "EMF lines are billed as log ingestion; the metrics they create are billed as custom metrics",
 )
 LOGS_INSIGHTS_SCANNED = Price(0.0057, "GB scanned by Logs Insights queries", _CLOUDWATCH + ", Logs")
-# Per metric-month, prorated by the hour a metric receives data (the CloudWatch page, Metrics).
+# CloudWatch's Metrics pricing: per metric-month, prorated by the hour a metric receives data.
 CLOUDWATCH_CUSTOM_METRICS = (Tier(10_000, 0.30), Tier(250_000, 0.10), Tier(1_000_000, 0.05), Tier(None, 0.02))
 
 # ---- the design it replaces: ECS Fargate behind an ALB, RDS for PostgreSQL ---------------

@@ -1,11 +1,7 @@
-"""What a deployed stage needs beyond what Chalice generates, described once as plain data.
-
-`describe(stage)`: the tables (read through `tables`, the one adapter of chalicelib/tables.py),
-the reports bucket, the stage throttle, the admin usage plan and key, the gateway responses, the
-alarms, the daily budget and the devices' MQTT path (queues, topic rule, event source); `policy(d,
-file)`, a policy file's (each Lambda role's). A value naming another resource is a reference,
-`{"ref": kind, "key": ...}`, that each output resolves its own way: cfn_template.py,
-tf_template.py, guards.py (boto3) and `make policies`.
+"""What a deployed stage needs beyond what Chalice generates, described once as plain data
+(`describe`), and each Lambda role's policy (`policy`). A value naming another resource is a reference,
+`{"ref": kind, "key": ...}`, that each output resolves its own way: cfn_template.py, tf_template.py,
+guards.py (boto3) and `make policies`.
 """
 
 from __future__ import annotations
@@ -78,9 +74,9 @@ def resolve(data: Any, refs: dict[str, Callable[[Any], Any]]) -> Any:
 
 def arn_refs(d: Data, region: str = "*", account: str = "*") -> dict[str, Callable[[Any], Any]]:
     """Names and ARNs as boto3 and `chalice deploy` know them (region and account left open)."""
-    names, functions = {t["key"]: t["name"] for t in d.get("tables", [])}, d.get("functions", {})
+    names, functions = {t["key"]: t["name"] for t in d["tables"]}, d["functions"]
     table, bucket = "arn:aws:dynamodb:*:*:table/", f"arn:aws:s3:::{d['bucket']['name']}"
-    queues = {k: q["QueueName"] for k, q in d.get("device_messages", {}).get("queues", {}).items()}
+    queues = {k: q["QueueName"] for k, q in d["device_messages"]["queues"].items()}
     return dict(
         queue_arn=lambda key: f"arn:aws:sqs:{region}:{account}:{queues[key]}",
         queue_url=lambda key: f"https://sqs.{region}.amazonaws.com/{account}/{queues[key]}",
@@ -98,9 +94,8 @@ def arn_refs(d: Data, region: str = "*", account: str = "*") -> dict[str, Callab
 def create_table_request(t: Data) -> Data:
     """CreateTable's request, and most of AWS::DynamoDB::Table: on-demand, capped when sized."""
 
-    def schema(hash_key: str, range_key: str | None) -> list[Data]:
-        keys = ((hash_key, "HASH"), (range_key, "RANGE"))
-        return [dict(AttributeName=k, KeyType=kind) for k, kind in keys if k]
+    def schema(*keys: str | None) -> list[Data]:
+        return [dict(AttributeName=a, KeyType=k) for a, k in zip(keys, ("HASH", "RANGE"), strict=True) if a]
 
     caps = {"OnDemandThroughput": t["throughput"]} if "throughput" in t else {}
     keys = {t["hash"], t["range"], *(k for i in t["indexes"] for k in (i["hash"], i["range"]))} - {None}
@@ -125,22 +120,10 @@ def reports_bucket(name: str) -> Data:
     cors = dict(AllowedMethods=["GET"], AllowedOrigins=["*"], AllowedHeaders=["*"], MaxAgeSeconds=3000)
     policy = {"Version": "2012-10-17", "Statement": [deny]}
     lifecycle = [dict(ID="expire-downloads", Status="Enabled", Filter={"Prefix": ""}, **expire)]
-    settings: Data = dict(ownership="BucketOwnerEnforced", sse="AES256")
+    settings: Data = dict(ownership={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    settings["encryption"] = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
     settings["public_access_block"] = dict.fromkeys(blocks, True)
     return dict(name=name, lifecycle=lifecycle, cors=[cors], policy=policy) | settings
-
-
-def gateway_responses(stage: Stage) -> list[Data]:
-    origins = [o.strip() for o in stage.environment.get("CORS_ORIGIN", "*").split(",") if o.strip()]
-    details, found = ', "details": {"responseType": "$context.error.responseType"}', []
-    for kind, status, code, message in GATEWAY_RESPONSES:
-        text = json.dumps(message) if message else "$context.error.messageString"  # API Gateway's own
-        body = f'{{"error": "{code}", "message": {text}{"" if message else details}}}'
-        headers = {"Retry-After": "'1'"} if kind == "THROTTLED" else {}
-        if len(origins) == 1:  # with several, API Gateway cannot pick the request's own
-            headers["Access-Control-Allow-Origin"] = f"'{origins[0]}'"
-        found.append(dict(type=kind, status=status, template=body, headers=headers))
-    return found
 
 
 def alarms(stage: Stage, table_keys: list[str], functions: dict[str, str], dlq: Data) -> list[Data]:
@@ -233,6 +216,17 @@ def describe(stage: Stage) -> Data:
     prefix, functions = f"{stage.app_name}-{stage.name}", stage.function_names()
     what = f"{stage.app_name} {stage.name}: operators' key for the routes with api_key_required"
     usd = max(1, round(capacity.ceiling(stage, found)["total"] * BUDGET_SHARE))
+    limit = dict(BudgetName=f"{prefix}-daily", BudgetType="COST", TimeUnit="DAILY")  # and "USD" BudgetLimit
+    alert = dict(NotificationType="ACTUAL", ComparisonOperator="GREATER_THAN", Threshold=100)  # % of usd
+    origins = [o.strip() for o in stage.environment.get("CORS_ORIGIN", "*").split(",") if o.strip()]
+    details, responses = ', "details": {"responseType": "$context.error.responseType"}', []
+    for kind, status, code, message in GATEWAY_RESPONSES:
+        text = json.dumps(message) if message else "$context.error.messageString"  # API Gateway's own
+        body = f'{{"error": "{code}", "message": {text}{"" if message else details}}}'
+        headers = {"Retry-After": "'1'"} if kind == "THROTTLED" else {}
+        if len(origins) == 1:  # with several, API Gateway cannot pick the request's own
+            headers["Access-Control-Allow-Origin"] = f"'{origins[0]}'"
+        responses.append(dict(type=kind, status=status, template=body, headers=headers))
     return dict(
         prefix=prefix,
         functions=functions,  # the app's function -> its Lambda's name, as `chalice deploy` gives it
@@ -242,10 +236,10 @@ def describe(stage: Stage) -> Data:
         bucket=reports_bucket(stage.app_settings.reports_bucket),
         throttle=dict(rate=stage.throttling.rate_limit, burst=stage.throttling.burst_limit),
         admin=dict(name=f"{prefix}-admin", description=what, throttle=ADMIN_THROTTLE),
-        gateway_responses=gateway_responses(stage),
+        gateway_responses=responses,
         device_messages=(mqtt := device_messages(stage, prefix)),
         alarms=alarms(stage, [t["key"] for t in found], functions, mqtt["queues"]["device_messages_dlq"]),
-        budget=dict(name=f"{prefix}-daily", usd=usd, percent=100),
+        budget=dict(name=limit["BudgetName"], usd=usd, limit=limit, alert=alert),
     )
 
 
