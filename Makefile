@@ -12,7 +12,7 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
 STAGE ?= dev
 
-.PHONY: install tools run check test lint typecheck bench clean tables package package-tf policies openapi dashboard
+.PHONY: install tools run check test lint typecheck bench clean tables package package-tf policies openapi
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,10 +51,6 @@ policies: $(STAMP)
 # docs/openapi.json from the msgspec schemas (iot_playground/openapi.py); served at GET /api/openapi.json.
 openapi: $(STAMP)
 	$(CLI) openapi
-
-# Grafana's dashboard JSON (grafana/dashboards/) from the metrics, run links and stages.
-dashboard: $(STAMP)
-	$(CLI) dashboard
 
 # The embedded MQTT broker's port (docs/mqtt.md), simulate --mqtt's default; other serves take a free one.
 run: export MQTT_PORT ?= 1883

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import ingest
-from iot_playground.common.stages import Stage
-from iot_playground.deploy import dashboard_builder, prices
+from iot_playground.common.stages import PROJECT_ROOT, Stage
+from iot_playground.deploy import prices
 
 # The EMF line of one reading, as the app writes it (chalicelib/ingest.py): what a reading costs in logs.
 EXAMPLE = ingest.metric_line(
@@ -86,6 +86,25 @@ class Facts:
 
 
 PROD = Stage.load("prod")
+DASHBOARD = PROJECT_ROOT / "grafana" / "dashboards" / "iot-serverless.json"
+
+
+def logs_queries_per_refresh(board: Mapping[str, Any]) -> int:
+    """Logs Insights queries one refresh of the dashboard starts (a panel repeated over a variable
+    runs once per value)."""
+    values = {
+        v["name"]: len(v.get("options", [])) - v.get("includeAll", False) for v in board["templating"]["list"]
+    }
+    return sum(
+        (values[p["repeat"]] if p.get("repeat") else 1)
+        * sum(t.get("queryMode") == "Logs" for t in p["targets"])
+        for p in board["panels"]
+        if p["type"] != "row"
+    )
+
+
+BOARD = json.loads(DASHBOARD.read_text())
+REFRESH_SECONDS = int(BOARD["refresh"].removesuffix("m")) * 60  # every refresh reruns its Logs queries
 LINE_BYTES = len(json.dumps(EXAMPLE, separators=(",", ":")).encode()) + 1  # the EMF line of a reading
 STORED_BYTES_PER_READING = 300  # the new item with DynamoDB's 100 B overhead (the app's figure)
 # Warm overheads (ms) from the last `make bench` (prod stage).
@@ -109,7 +128,7 @@ DESIGN = Facts(
     metrics_per_run=0,
     memory_mb=int(PROD.settings["lambda_memory_size"]),
     ttl_days=int(PROD.environment["READING_TTL_DAYS"]),
-    logs_queries_per_refresh=dashboard_builder.logs_queries_per_refresh(dashboard_builder.build()),
+    logs_queries_per_refresh=logs_queries_per_refresh(BOARD),
 )
 
 
@@ -144,7 +163,7 @@ def app_bill(readings_per_day: float, batch: int, facts: Facts = DESIGN) -> dict
         facts.metrics_per_stage * MONTH_HOURS + facts.metrics_per_run * run_hours * MONTH_DAYS * RUN_HOURS
     )
     metric_months = metric_hours / prices.HOURS_PER_MONTH
-    refreshes = DASHBOARD_HOURS_PER_DAY * 3600 / dashboard_builder.REFRESH_SECONDS * MONTH_DAYS
+    refreshes = DASHBOARD_HOURS_PER_DAY * 3600 / REFRESH_SECONDS * MONTH_DAYS
     hour_gb = log_bytes / MONTH_DAYS / min(24, run_hours) / 1e9
     scanned_gb = refreshes * facts.logs_queries_per_refresh * hour_gb
     note, api = prices.API_GATEWAY_REST.note, prices.API_GATEWAY_REST.usd
@@ -355,7 +374,7 @@ def markdown(facts: Facts = DESIGN) -> str:
         f"Custom metrics: {facts.metrics_per_stage} a stage (DataIngested by Stage), billed all month, one "
         f"stage priced; {facts.metrics_per_run} a run.",
         f"Grafana: open {DASHBOARD_HOURS_PER_DAY} h a day on a run, refreshing every "
-        f"{dashboard_builder.REFRESH_SECONDS} s; a refresh runs its {facts.logs_queries_per_refresh} Logs "
+        f"{REFRESH_SECONDS} s; a refresh runs its {facts.logs_queries_per_refresh} Logs "
         "Insights queries over the 1 h shown, which holds a run-hour of the API handler's logs (a day's "
         "logs / its run-hours, at most 24).",
         "API Gateway at its first-tier price: past 333 million requests a month the figure is a ceiling.",

@@ -13,7 +13,7 @@ Metrics go out as Embedded Metric Format lines on stdout (no API call), one line
 
 Its one metric, `DataIngested` by `Stage`, is one custom metric per stage (each dimension value
 would be billed per metric-month). The rest are plain properties, which the Grafana dashboard
-(iot_playground/deploy/dashboard_builder.py) reads with CloudWatch Logs Insights: one number per
+(grafana/dashboards/, tests/test_dashboard.py) reads with CloudWatch Logs Insights: one number per
 line (Logs Insights splits an array into `SensorReading.0`, `.1`, ...), `RunId` `none` without a
 run, `User` the run's owner (X-User without a run), `Channel` http or mqtt.
 """

@@ -43,7 +43,7 @@ MAX_LISTED_RUNS = 1000  # the newest runs `/api/runs/all` and the report list: n
 MAX_QUERY_CALLS = 3
 FILTERED_READ_LIMIT = 200
 SLOTS_ID = "#slots"
-# The Grafana dashboard (grafana/dashboards/, built by iot_playground/deploy/dashboard_builder.py)
+# The Grafana dashboard (grafana/dashboards/, held to these names by tests/test_dashboard.py)
 # and its variables, which run links fill in.
 DASHBOARD_UID, DASHBOARD_SLUG = "iot-serverless", "iot-playground-serverless"
 DASHBOARD_TITLE = "IoT Playground serverless"

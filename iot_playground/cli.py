@@ -98,15 +98,6 @@ def policies(check: bool) -> None:
 
 
 @main.command()
-@check_option
-def dashboard(check: bool) -> None:
-    """Write grafana/dashboards/iot-serverless.json from the metrics, run links and stages."""
-    from iot_playground.deploy.dashboard_builder import write_dashboard
-
-    sys.exit(write_dashboard(check=check))
-
-
-@main.command()
 def openapi() -> None:
     """Write the OpenAPI document, docs/openapi.json, which the API serves (`make openapi`)."""
     from iot_playground.openapi import DOCUMENT, write

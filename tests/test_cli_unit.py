@@ -226,7 +226,7 @@ def test_percentiles_are_observed_values():
 
 # What the project runs by hand, each a command of its own (issue 12).
 EXPECTED_COMMANDS = {
-    "serve", "tables", "package", "policies", "dashboard", "openapi", "capacity", "guards",
+    "serve", "tables", "package", "policies", "openapi", "capacity", "guards",
     "simulate", "interrupt-all", "migrate", "device",
 }  # fmt: skip
 
@@ -238,7 +238,7 @@ def test_one_command_line_runs_everything():
 def test_make_targets_are_aliases_of_existing_commands():
     makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
     aliased = set(re.findall(r"^\t\$\(CLI\) ([a-z-]+)", makefile, flags=re.M))
-    assert {"serve", "tables", "package", "policies", "openapi", "guards", "dashboard"} <= aliased
+    assert {"serve", "tables", "package", "policies", "openapi", "guards"} <= aliased
     assert aliased <= set(main.commands)  # type: ignore[attr-defined]
     assert "python -m" not in makefile.replace("$(BIN)/python -m benchmarks.run", "")
 

@@ -1,7 +1,7 @@
-"""The Grafana dashboard against the code: its Logs Insights queries name only fields of the EMF
-line `chalicelib/ingest.py` writes (or of the app's log lines, for errors), its one metric is
-that line's, its variables resolve and are the ones run links use, its resource names are each
-deployed stage's, and the committed JSON is the builder's output."""
+"""The Grafana dashboard, edited in Grafana and exported as is, against the code: its Logs Insights
+queries name only fields of the EMF line `chalicelib/ingest.py` writes (or of the app's log lines,
+for errors), its one metric is that line's, its variables resolve and are the ones run links use,
+and its resource names are each deployed stage's."""
 
 from __future__ import annotations
 
@@ -17,19 +17,20 @@ import msgspec
 import pytest
 import yaml
 
+from benchmarks import cost
 from benchmarks.cost import EXAMPLE
 from chalicelib import ingest as emf_spec
 from chalicelib import runs as grafana
 from chalicelib.schemas import MEASUREMENT_FIELDS
 from iot_playground.common.stages import DEPLOY_STAGES, Stage
-from iot_playground.deploy import dashboard_builder
 from tests.test_emf import EMF_SCHEMA, capture_emf_documents, emitted_metrics, spec_violations
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a Logs Insights query over the EMF lines may name, and the channels a reading comes by.
 EMF_FIELDS = (emf_spec.STAGE_DIMENSION, emf_spec.DATA_INGESTED, *emf_spec.PROPERTIES)
 CHANNELS = ("http", "mqtt")
-DASHBOARD_FILE = ROOT / "grafana" / "dashboards" / "iot-serverless.json"
+DASHBOARD_FILE = cost.DASHBOARD
+DATASOURCE = {"type": "cloudwatch", "uid": "${datasource}"}  # a variable: the file imports as is
 PROVISIONING = ROOT / "grafana" / "provisioning"
 _VARIABLE_REFERENCE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 _GRAFANA_BUILTINS = {"__all", "__interval", "__interval_ms", "__range", "__rate_interval", "__from", "__to"}
@@ -97,13 +98,6 @@ def query_problems(board: dict[str, Any]) -> list[str]:
 
 
 # ---- the committed file and the EMF line ------------------------------------------
-
-
-def test_committed_dashboard_is_the_builders_output():
-    assert dashboard_builder.DASHBOARD_PATH == DASHBOARD_FILE
-    assert DASHBOARD_FILE.read_text() == dashboard_builder.render(), (
-        "grafana/dashboards/iot-serverless.json is stale: iot-playground dashboard"
-    )
 
 
 def test_the_specified_line_is_valid_emf_with_one_metric_per_stage():
@@ -189,7 +183,7 @@ def test_uid_title_and_variables_are_the_ones_run_links_use(dashboard):
     assert set(names) | {grafana.TYPE_VARIABLE} <= by_name.keys()
     for name in names:  # free text, so a link's value always applies; "*" is every run, user, sensor
         assert by_name[name]["type"] == "textbox"
-    assert all(by_name[n]["query"] == dashboard_builder.ALL for n in names[1:])
+    assert all(by_name[n]["query"] == "*" for n in names[1:])
     linked = run_link_values()
     assert {grafana.RUN_VARIABLE, grafana.USER_VARIABLE, grafana.STAGE_VARIABLE} <= linked.keys()
     assert {key for key in linked if key not in ("orgId", "from", "to")} <= by_name.keys()
@@ -225,7 +219,7 @@ def test_one_readings_panel_per_measurement_type(dashboard):
     assert f'{emf_spec.TYPE_FIELD} = "${{{grafana.TYPE_VARIABLE}}}"' in target["expression"]
     assert f"avg({emf_spec.SENSOR_READING})" in target["expression"]
     assert target["statsGroups"] == [emf_spec.SENSOR_FIELD]  # one series per sensor
-    assert dashboard_builder.logs_queries_per_refresh(dashboard) == len(MEASUREMENT_FIELDS) + 3
+    assert cost.logs_queries_per_refresh(dashboard) == len(MEASUREMENT_FIELDS) + 3
 
 
 # ---- importable as is, and each stage's names -------------------------------------------
@@ -247,9 +241,9 @@ def test_dashboard_is_self_contained_and_well_formed(dashboard):
         assert not cells & occupied, f"panel {panel['title']!r} overlaps another"
         occupied |= cells
         if panel["type"] != "row":
-            assert panel["datasource"] == dashboard_builder.DATASOURCE and panel["targets"], panel["title"]
+            assert panel["datasource"] == DATASOURCE and panel["targets"], panel["title"]
             for target in panel["targets"]:
-                assert target["datasource"] == dashboard_builder.DATASOURCE and target["region"] == "default"
+                assert target["datasource"] == DATASOURCE and target["region"] == "default"
                 assert target["refId"]
 
 
