@@ -51,14 +51,16 @@ def start_dynamodb(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callabl
 
 
 def create_reports_bucket(endpoint: str, env: dict[str, str]) -> None:
-    """The reports bucket on a local S3 endpoint (plain HTTP: no TLS-only policy), unless it is there."""
+    """The reports bucket as described (resources.py), on a local S3 endpoint: lifecycle and CORS,
+    not the deployed safeguards a plain-HTTP endpoint cannot have (the TLS-only policy)."""
     from botocore.config import Config
 
+    from iot_playground.deploy.guards import reconcile_bucket
+
     path_style = Config(s3={"addressing_style": "path"})
-    s3 = local_session(env).client("s3", endpoint_url=endpoint, config=path_style)
-    bucket = settings_for(env).reports_bucket
-    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        s3.create_bucket(Bucket=bucket)
+    reconcile_bucket(
+        local_session(env).client("s3", endpoint_url=endpoint, config=path_style), settings_for(env)
+    )
 
 
 def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
