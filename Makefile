@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 PORT ?= 8000
+# Bytecode kept between runs, even where the shell sets PYTHONDONTWRITEBYTECODE: each test run
+# imports the same modules again (and pytest's rewritten test modules are cached the same way).
+unexport PYTHONDONTWRITEBYTECODE
 STAGE ?= dev
 
 .PHONY: install tools run check test lint typecheck bench clean tables package package-tf policies openapi

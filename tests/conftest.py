@@ -54,12 +54,17 @@ os.environ.pop("DYNAMODB_ENDPOINT", None)
 # A test that starts a process of its own (the local stack, a browser, PostgreSQL, mosquitto, the
 # template checkers) is `e2e`: `make check` leaves it to `make test`.
 PROCESS_FIXTURES = {"local_stack", "browser", "old_database", "mosquitto", "checkov_reports"}
+# A test of the packaged app (`chalice package`, seconds) is `slow`: also left to `make test`.
+SLOW_FIXTURES = {"packaged"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if PROCESS_FIXTURES & fixtures:
             item.add_marker(pytest.mark.e2e)
+        if SLOW_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)
 
 
 def reset_app() -> None:

@@ -3,6 +3,7 @@ stage is described."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ class Stage:
 _OWN_LAMBDA_DECORATORS = {"schedule", "lambda_function", "on_s3_event", "on_sns_message", "on_sqs_message"}
 
 
+@functools.cache
 def app_function_names(app_path: Path = PROJECT_ROOT / "app.py") -> list[str]:
     """The app's Lambda functions besides the API handler, from app.py's decorators (importing
     app.py would load the app's settings)."""
