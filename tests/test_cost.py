@@ -1,5 +1,5 @@
 """docs/cost.md is the cost model's output, and the model prices what the design says: one EMF
-line, one item, 1 write unit and ~300 B a reading, one custom metric a stage, the dashboard's
+line, one item, 1 write unit and ~350 B a reading, one custom metric a stage, the dashboard's
 Logs Insights queries; the always-on design grows with volume, and the bills cross."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_the_design_facts_are_the_specified_ones():
     line = json.dumps(EXAMPLE, separators=(",", ":")) + "\n"
     assert len(line.encode()) == cost.LINE_BYTES
     for batch, post in cost.DESIGN.posts.items():
-        assert post.write_units_per_reading == 1 and post.stored_bytes_per_reading == 300
+        assert post.write_units_per_reading == 1 and post.stored_bytes_per_reading == 350
         assert post.log_bytes == batch * cost.LINE_BYTES  # one line a reading, whatever the body
     assert (cost.DESIGN.metrics_per_stage, cost.DESIGN.metrics_per_run) == (1, 0)
     assert cost.DESIGN.logs_queries_per_refresh == cost.logs_queries_per_refresh(cost.BOARD) > 0
