@@ -224,7 +224,7 @@ def test_percentiles_are_observed_values():
     assert latency([7.0])["p99"] == 7.0 and latency([])["p50"] is None
 
 
-# What the project runs by hand, each a command of its own (issue 12).
+# What the project runs by hand, each a command of its own.
 EXPECTED_COMMANDS = {
     "serve", "tables", "package", "policies", "openapi", "capacity", "guards",
     "simulate", "interrupt-all", "migrate", "device",

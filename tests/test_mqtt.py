@@ -1,4 +1,4 @@
-"""Issue 19's tools: the local bridge from MQTT to the app's SQS handler, over the embedded amqtt
+"""The MQTT tools: the local bridge from MQTT to the app's SQS handler, over the embedded amqtt
 broker and over a real mosquitto, and `simulate --mqtt`'s publisher.
 
 Real brokers, real MQTT clients (paho); the only double is the app's handler, which records

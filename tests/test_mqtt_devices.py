@@ -1,4 +1,4 @@
-"""`iot-playground device create|delete` (issue 19) on moto's AWS IoT: what a device is made of,
+"""`iot-playground device create|delete` on moto's AWS IoT: what a device is made of,
 and that delete leaves nothing of it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Readings from devices over MQTT (issue 19), into the same ingest as over HTTP.
+"""Readings from devices over MQTT, into the same ingest as over HTTP.
 
 The handler on Lambda's SQS events (as the IoT rule and the queue deliver them), and end to end
 through `make run`'s stack: devices publish to the embedded broker (or Debian's mosquitto, given

@@ -1,4 +1,4 @@
-"""Issue 19's MQTT topics, `iot-playground/<stage>/runs/<runId>/sensors/<sensorId>`, and brokers."""
+"""The MQTT topics, `iot-playground/<stage>/runs/<runId>/sensors/<sensorId>`, and brokers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`iot-playground device create|delete`: a sensor of a run as an AWS IoT thing (issue 19)."""
+"""`iot-playground device create|delete`: a sensor of a run as an AWS IoT thing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`make run`'s MQTT (issue 19, docs/mqtt.md): an embedded broker, and a bridge that does what
+"""`make run`'s MQTT (docs/mqtt.md): an embedded broker, and a bridge that does what
 AWS does with the IoT rule, the SQS queue and its batches of up to 10 for `ingest_device_messages`.
 Locally there is no dead-letter queue: the messages that handler refuses are logged."""
 
