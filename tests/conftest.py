@@ -50,6 +50,13 @@ os.environ.update(
 )
 os.environ.pop("DYNAMODB_ENDPOINT", None)
 
+# Ctrl-C must reach the processes the tests start (the local stack stops on SIGINT, `simulate`
+# finishes its runs as FAILED), also when `make test` runs as a background job, which a shell
+# starts with SIGINT ignored: a process inherits that, and Python then never raises
+# KeyboardInterrupt. A handled signal is reset to its default by exec, an ignored one is not.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # A test that starts a process of its own (the local stack, a browser, PostgreSQL, mosquitto, the
 # template checkers) is `e2e`: `make check` leaves it to `make test`.
