@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from chalicelib import analytics, http, schemas
+from chalicelib import analytics, http, schemas, viewer
 from chalicelib import schemas as errors
 from chalicelib.runs import RUN_STATUSES, RunView
 
@@ -215,13 +215,21 @@ def operations() -> dict[str, dict[str, Any]]:
         param("user", USER, "only this user's runs"),
         *page("runs", schemas.RUNS_PAGE),
     )
+    assets = viewer.CONTENT_TYPES.values()
     return {
         "get /": op("The run viewer page", answer("200", TEXT, "HTML", "text/html"), db=False),
         "get /viewer/{name}": op(
             "A file of the run viewer",
-            answer("200", TEXT, "The file", "text/javascript"),
+            {
+                "200": {
+                    "description": "The file",
+                    "content": {t.split(";")[0]: {"schema": TEXT} for t in assets},
+                }
+            },
             raises=(missing,),
-            params=(param("name", TEXT, "viewer.js or viewer.css", "path"),),
+            params=(
+                param("name", {"type": "string", "enum": sorted(viewer.CONTENT_TYPES)}, "a file", "path"),
+            ),
             db=False,
         ),
         "get /api/health": op("Liveness, stage and version", answer("200", "Health", "Up"), db=False),
